@@ -1,0 +1,42 @@
+# tinylm: self-installing entry points. `make test` on a fresh Debian 12 machine
+# installs the Debian -dev packages, makes .venv, builds, and runs every test.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DEB_PKGS := libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev libhdf5-dev pkg-config gcc make
+CSRC   := $(shell find csrc -name '*.c' -o -name '*.h')
+
+.PHONY: deps venv build test test-c test-py bench clean
+
+# Installs the Debian packages only when one is missing (needs root, as on CI).
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: deps pyproject.toml setup.py $(CSRC)
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+venv build: $(VENV)/.installed
+
+# C unit tests under AddressSanitizer and UBSan (parsers of untrusted files).
+test-c: deps
+	$(MAKE) -C tests/c run
+
+test-py: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+test: test-c test-py
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/train_step.py
+
+clean:
+	rm -rf build tinylm/*.so $(VENV) tests/c/build

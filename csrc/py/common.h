@@ -1,0 +1,33 @@
+/* common.h: what every binding file shares. Only csrc/py/ includes Python.h. */
+#ifndef TLM_PY_COMMON_H
+#define TLM_PY_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "tlm.h"
+
+/* Exception classes created at module init (tinylm.errors re-exports them). */
+extern PyObject *TlmFormatError;      /* subclass of ValueError */
+extern PyObject *TlmUnsupportedError; /* subclass of ValueError */
+extern PyObject *TlmNumericError;     /* subclass of ArithmeticError */
+
+/* Raises the exception for st with tlm_last_error() as message; returns NULL. */
+PyObject *tlm_py_raise(tlm_status st);
+
+/* Gets a C-contiguous buffer of `obj` holding `kind` ('f' float32, 'i' int32,
+ * 'B' bytes) with `numel` elements (-1: any). `what` names the argument in
+ * errors. Returns 0, or -1 with a Python exception set. */
+int tlm_py_get_buffer(PyObject *obj, char kind, Py_ssize_t numel, int writable, const char *what, Py_buffer *view);
+
+/* A buffer-protocol object over memory owned by `owner` (kept alive by the
+ * view, so numpy arrays made from it stay valid). format is "f", "i", "B"... */
+PyObject *tlm_py_view(PyObject *owner, void *ptr, const char *format, Py_ssize_t itemsize,
+                      int ndim, const int64_t *shape, int writable);
+
+/* Subsystem registration, one per binding file. */
+int tlm_py_init_common(PyObject *module);
+int tlm_py_init_safetensors(PyObject *module);
+int tlm_py_init_model(PyObject *module);
+
+#endif

@@ -1,0 +1,36 @@
+/* module.c: tinylm._core, the CPython face of the C core. */
+#include "py/common.h"
+
+static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
+    (void)self;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 1) return PyErr_Format(PyExc_ValueError, "num_threads must be >= 1, got %ld", n);
+    tlm_set_num_threads((int)n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_num_threads(PyObject *self, PyObject *noargs) {
+    (void)self; (void)noargs;
+    return PyLong_FromLong(tlm_get_num_threads());
+}
+
+static PyMethodDef methods[] = {
+    {"set_num_threads", py_set_num_threads, METH_O, "Threads for OpenMP loops and OpenBLAS."},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, "Threads in use."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "tinylm._core", "tinylm's C core.", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__core(void) {
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    if (tlm_py_init_common(m) < 0 || tlm_py_init_safetensors(m) < 0 || tlm_py_init_model(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

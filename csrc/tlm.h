@@ -1,0 +1,178 @@
+/* tlm.h: the one public C API of tinylm's core.
+ *
+ * Conventions
+ * - Every fallible function returns tlm_status; on failure it leaves a
+ *   message (naming the file, tensor or argument at fault) that
+ *   tlm_last_error() returns. The core never exits, aborts or prints.
+ * - Memory is explicit: objects own the blocks they plan (parameters,
+ *   gradients, optimizer state, activation arena); callers own every buffer
+ *   they pass in. Nothing is allocated inside a training step once the arena
+ *   for its (B, T) exists.
+ * - Shapes use one set of letters everywhere: B batch, T time, N = B*T
+ *   tokens, D model dim, H query heads, K kv heads, E head dim, F ffn dim,
+ *   V vocab, R lora rank, L layers.
+ * - Tensors are row-major float32 unless a dtype says otherwise; a Linear
+ *   weight is [out, in] as in PyTorch and Hugging Face.
+ */
+#ifndef TLM_H
+#define TLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum {
+    TLM_OK = 0,
+    TLM_EINVAL,       /* bad argument: shape, range, state */
+    TLM_EIO,          /* open/read/write/rename failed */
+    TLM_EFORMAT,      /* a file's content is malformed */
+    TLM_EUNSUPPORTED, /* well-formed, but a feature tinylm does not implement */
+    TLM_ENOMEM,
+    TLM_ENUMERIC      /* NaN or inf where a finite value is required */
+} tlm_status;
+
+/* The message left by the last failing call on this thread ("" if none). */
+const char *tlm_last_error(void);
+
+/* Threads used by OpenMP loops and OpenBLAS (one shared pool). */
+void tlm_set_num_threads(int n);
+int tlm_get_num_threads(void);
+
+/* ---------------------------------------------------------------- dtypes */
+
+typedef enum {
+    TLM_F32 = 0, TLM_F16, TLM_BF16, TLM_F64,
+    TLM_I64, TLM_I32, TLM_I16, TLM_I8, TLM_U8, TLM_BOOL,
+    TLM_U16, TLM_U32, TLM_U64, TLM_F8_E4M3, TLM_F8_E5M2,
+    TLM_DTYPE_COUNT
+} tlm_dtype;
+
+size_t tlm_dtype_size(tlm_dtype dt);
+const char *tlm_dtype_name(tlm_dtype dt);               /* safetensors spelling, e.g. "BF16" */
+tlm_status tlm_dtype_from_name(const char *name, tlm_dtype *out);
+
+/* Converts n elements of a floating dtype (F32, F16, BF16, F64) to f32. */
+tlm_status tlm_to_f32(const void *src, tlm_dtype dt, int64_t n, float *dst);
+/* Converts n f32 values to F32, F16 or BF16 (round to nearest even). */
+tlm_status tlm_from_f32(const float *src, int64_t n, tlm_dtype dt, void *dst);
+
+/* ----------------------------------------------------------- safetensors */
+
+#define TLM_MAX_DIMS 8
+
+typedef struct {
+    const char *name;          /* owned by the file object */
+    tlm_dtype dtype;
+    int ndim;
+    int64_t shape[TLM_MAX_DIMS];
+    const void *data;          /* points into the mapped file */
+    uint64_t nbytes;
+} tlm_st_tensor;
+
+typedef struct tlm_st_file tlm_st_file;
+
+/* Maps `path` read-only and validates the whole header before any data is
+ * touched: length, JSON, dtypes, shapes, and that data_offsets are in range,
+ * sized numel*itemsize, non-overlapping and cover the buffer exactly. */
+tlm_status tlm_st_open(const char *path, tlm_st_file **out);
+void tlm_st_close(tlm_st_file *f);
+int64_t tlm_st_count(const tlm_st_file *f);
+tlm_status tlm_st_get(const tlm_st_file *f, int64_t i, tlm_st_tensor *out);    /* in header order */
+tlm_status tlm_st_find(const tlm_st_file *f, const char *name, tlm_st_tensor *out);
+int64_t tlm_st_metadata_count(const tlm_st_file *f);
+tlm_status tlm_st_metadata_get(const tlm_st_file *f, int64_t i, const char **key, const char **value);
+
+/* Writes tensors (data in their own dtype) to `path` atomically: a
+ * temporary file in the same folder, fsync, then rename. */
+tlm_status tlm_st_write(const char *path, const tlm_st_tensor *tensors, int64_t n,
+                        const char *const *meta_keys, const char *const *meta_values, int64_t n_meta);
+
+/* ----------------------------------------------------------------- model */
+
+typedef enum { TLM_ARCH_LLAMA = 0, TLM_ARCH_QWEN2 = 1 } tlm_arch;
+typedef enum { TLM_ROPE_DEFAULT = 0, TLM_ROPE_LINEAR = 1, TLM_ROPE_LLAMA3 = 2 } tlm_rope_type;
+
+typedef struct {
+    tlm_arch arch;
+    int64_t vocab_size;          /* V */
+    int64_t hidden_size;         /* D */
+    int64_t intermediate_size;   /* F */
+    int64_t n_layers;            /* L */
+    int64_t n_heads;             /* H */
+    int64_t n_kv_heads;          /* K; H % K == 0 */
+    int64_t head_dim;            /* E */
+    float rms_norm_eps;
+    float rope_theta;
+    tlm_rope_type rope_type;
+    float rope_factor;                   /* linear, llama3 */
+    float rope_low_freq_factor;          /* llama3 */
+    float rope_high_freq_factor;         /* llama3 */
+    int64_t rope_original_max_position;  /* llama3 */
+    int tie_word_embeddings;
+    int qkv_bias;                /* q/k/v projections carry a bias */
+    int o_bias;                  /* o_proj carries a bias */
+    int mlp_bias;                /* gate/up/down carry a bias */
+} tlm_config;
+
+typedef struct tlm_model tlm_model;
+
+typedef struct {
+    const char *name;      /* Hugging Face parameter name */
+    int ndim;              /* 1 or 2 */
+    int64_t shape[2];
+    int64_t numel;
+    float *data;           /* [shape] in the model's parameter block */
+    float *grad;           /* same shape; NULL while frozen or before the first backward */
+    float *adam_m, *adam_v;/* AdamW moments; NULL until the optimizer is set up */
+    int trainable;
+    int decay;             /* AdamW applies weight decay to it */
+} tlm_param;
+
+/* Validates cfg and allocates the parameter block (zeroed). */
+tlm_status tlm_model_create(const tlm_config *cfg, tlm_model **out);
+void tlm_model_free(tlm_model *m);
+const tlm_config *tlm_model_config(const tlm_model *m);
+int64_t tlm_model_n_params(const tlm_model *m);
+tlm_status tlm_model_param(tlm_model *m, int64_t i, tlm_param *out);
+tlm_status tlm_model_set_trainable(tlm_model *m, int64_t i, int trainable);
+tlm_status tlm_model_set_decay(tlm_model *m, int64_t i, int decay);
+
+/* input_ids [B,T]; attention_mask [B,T] of 0/1 or NULL (all ones);
+ * position_ids [B,T] or NULL (0..T-1); logits [B,T,V] written. */
+tlm_status tlm_model_forward(tlm_model *m, const int32_t *input_ids, const int32_t *attention_mask,
+                             const int32_t *position_ids, int64_t B, int64_t T, float *logits);
+
+/* Mean cross-entropy of logits[:, t] against labels[:, t+1] over labels != -100
+ * (Hugging Face's shift). Keeps what backward needs; the [B,T,V] logits are
+ * never held (the LM head runs over vocabulary chunks). n_tokens gets the
+ * number of labels counted. */
+tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t *labels,
+                          const int32_t *attention_mask, const int32_t *position_ids,
+                          int64_t B, int64_t T, float *loss, int64_t *n_tokens);
+
+/* Adds scale * d(last loss)/d(param) to the grads of trainable params. */
+tlm_status tlm_model_backward(tlm_model *m, float scale);
+void tlm_model_zero_grad(tlm_model *m);
+
+/* --------------------------------------------------------------- optimizer */
+
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+} tlm_adamw_hparams;
+
+/* One AdamW step (decoupled decay, bias correction) over trainable params;
+ * allocates the moment block on first use. step counts from 1. */
+tlm_status tlm_adamw_step(tlm_model *m, const tlm_adamw_hparams *hp, int64_t step);
+/* Global L2 norm of all trainable grads; if max_norm > 0, scales the grads
+ * by min(1, max_norm / (norm + 1e-6)) as torch.nn.utils.clip_grad_norm_. */
+tlm_status tlm_clip_grad_norm(tlm_model *m, float max_norm, float *norm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TLM_H */

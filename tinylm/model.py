@@ -64,6 +64,21 @@ class Model:
         checkpoint.load_weights(model._core, path)
         return model
 
+    @classmethod
+    def from_config(cls, config: dict, seed: int = 0) -> "Model":
+        """A model with fresh weights initialised as transformers does: linear
+        and embedding weights ~ N(0, initializer_range), biases 0, norms 1."""
+        model = cls(config)
+        std = float(config.get("initializer_range", 0.02))
+        rng = np.random.default_rng(seed)
+        for name, shape, *_ in model._table:
+            param = model.param(name)
+            if len(shape) == 2:
+                param[...] = rng.normal(0.0, std, size=shape).astype(np.float32)
+            else:
+                param[...] = 1.0 if name.endswith("norm.weight") else 0.0
+        return model
+
     def save_pretrained(self, path: str | os.PathLike, dtype: str = "float32", max_shard_size="5GB") -> None:
         """Writes config.json and safetensors (sharded past max_shard_size) in
         Hugging Face's layout. With dtype="float32" a reload is bit-identical;

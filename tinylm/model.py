@@ -194,10 +194,11 @@ class Model:
         self._core.zero_grad()
 
     def grads(self) -> dict[str, np.ndarray]:
-        """{name: gradient view} for trainable parameters that have one."""
+        """{name: copy of the gradient} for trainable parameters that have one.
+        Copies, because freezing re-plans (frees) the gradient block."""
         out = {}
         for name, i in self._index.items():
             grad = self._core.grad(i)
             if grad is not None:
-                out[name] = np.asarray(grad)
+                out[name] = np.array(grad)
         return out

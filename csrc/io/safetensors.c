@@ -7,8 +7,6 @@
  * package (the reference reader): offsets sorted by (begin, end) must tile the
  * data buffer exactly, zero-byte tensors included.
  */
-#define _POSIX_C_SOURCE 200809L
-
 #include "core/internal.h"
 
 #include <cjson/cJSON.h>

@@ -5,8 +5,6 @@
  * TLM_EFORMAT and a message naming the file (and tensor); a mutation fuzz
  * loop checks that damaged headers fail cleanly; the writer is checked to
  * leave the target untouched when it fails. */
-#define _POSIX_C_SOURCE 200809L
-
 #include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from tinylm import _core, checkpoint
+from tinylm.adapters import AdapterMixin
 from tinylm.config import config_path, core_kwargs, read_config
 
 
@@ -33,7 +34,7 @@ def _as_ids(array, name: str, shape: tuple | None = None) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.int32)
 
 
-class Model:
+class Model(AdapterMixin):
     """A causal language model (LlamaForCausalLM, Qwen2ForCausalLM).
 
     >>> model = Model.from_pretrained("path/to/hf_model")
@@ -44,9 +45,14 @@ class Model:
     def __init__(self, config: dict, *, source: str = "config"):
         self._config = copy.deepcopy(config)
         self._core = _core.Model(**core_kwargs(config, source))
+        self._refresh_table()
+        self._init_adapters()
+        self.last_num_tokens = 0  # labels counted by the last loss()
+
+    def _refresh_table(self) -> None:
+        """Re-reads the core's parameter table (adapters add entries)."""
         self._table = self._core.params()
         self._index = {name: i for i, (name, *_rest) in enumerate(self._table)}
-        self.last_num_tokens = 0  # labels counted by the last loss()
 
     # ------------------------------------------------------------------ I/O
     @classmethod

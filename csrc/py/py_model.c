@@ -2,6 +2,8 @@
  * Argument checks and GIL handling only; the math is in csrc/ops. */
 #include "py/common.h"
 
+#include <string.h>
+
 typedef struct {
     PyObject_HEAD
     tlm_model *model;
@@ -232,6 +234,81 @@ static PyObject *model_clip_grad_norm(ModelObject *self, PyObject *arg) {
     return PyFloat_FromDouble((double)norm);
 }
 
+
+static PyObject *model_lora_add(ModelObject *self, PyObject *args) {
+    const char *name;
+    PyObject *ranks_o, *scales_o;
+    float dropout;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "sOOfK", &name, &ranks_o, &scales_o, &dropout, &seed)) return NULL;
+    CHECK_IDLE(self);
+    const tlm_config *c = tlm_model_config(self->model);
+    Py_ssize_t n = (Py_ssize_t)(c->n_layers * TLM_PROJ_COUNT);
+    Py_buffer ranks = {0}, scales = {0};
+    if (PyObject_GetBuffer(ranks_o, &ranks, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    if (ranks.itemsize != 8 || ranks.len != n * 8 || !ranks.format || (ranks.format[strlen(ranks.format) - 1] != 'q' &&
+                                                                      ranks.format[strlen(ranks.format) - 1] != 'l')) {
+        PyBuffer_Release(&ranks);
+        return PyErr_Format(PyExc_ValueError, "ranks must be int64 [%zd]", n);
+    }
+    if (tlm_py_get_buffer(scales_o, 'f', n, 0, "scales", &scales) < 0) {
+        PyBuffer_Release(&ranks);
+        return NULL;
+    }
+    int id = -1;
+    tlm_status st = tlm_lora_add(self->model, name, ranks.buf, scales.buf, dropout, (uint64_t)seed, &id);
+    PyBuffer_Release(&ranks);
+    PyBuffer_Release(&scales);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    return PyLong_FromLong(id);
+}
+
+static PyObject *model_lora_set_active(ModelObject *self, PyObject *arg) {
+    long id = PyLong_AsLong(arg);
+    if (id == -1 && PyErr_Occurred()) return NULL;
+    CHECK_IDLE(self);
+    tlm_status st = tlm_lora_set_active(self->model, (int)id);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_lora_fold(ModelObject *self, tlm_status (*fold)(tlm_model *)) {
+    CHECK_IDLE(self);
+    tlm_status st;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = fold(self->model);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_lora_merge(ModelObject *self, PyObject *noargs) {
+    (void)noargs;
+    return model_lora_fold(self, tlm_lora_merge);
+}
+
+static PyObject *model_lora_unmerge(ModelObject *self, PyObject *noargs) {
+    (void)noargs;
+    return model_lora_fold(self, tlm_lora_unmerge);
+}
+
+static PyObject *model_lora_state(ModelObject *self, PyObject *noargs) {
+    (void)noargs;
+    CHECK_IDLE(self);
+    return Py_BuildValue("(ii)", tlm_lora_active(self->model), tlm_lora_merged(self->model));
+}
+
+static PyObject *model_rng_counter(ModelObject *self, PyObject *args) {
+    CHECK_IDLE(self);
+    unsigned long long counter;
+    if (PyTuple_GET_SIZE(args) == 0) return PyLong_FromUnsignedLongLong(tlm_model_rng_counter(self->model));
+    if (!PyArg_ParseTuple(args, "K", &counter)) return NULL;
+    tlm_model_set_rng_counter(self->model, (uint64_t)counter);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef model_methods[] = {
     {"params", (PyCFunction)model_params, METH_NOARGS, "[(name, shape, trainable, decay)] in table order."},
     {"param", (PyCFunction)model_param, METH_O, "A writable float32 view of parameter i."},
@@ -245,6 +322,13 @@ static PyMethodDef model_methods[] = {
     {"zero_grad", (PyCFunction)model_zero_grad, METH_NOARGS, "Zero every gradient."},
     {"adamw_step", (PyCFunction)model_adamw_step, METH_VARARGS, "adamw_step(lr, beta1, beta2, eps, wd, step)"},
     {"clip_grad_norm", (PyCFunction)model_clip_grad_norm, METH_O, "clip_grad_norm(max_norm) -> total norm"},
+    {"lora_add", (PyCFunction)model_lora_add, METH_VARARGS,
+     "lora_add(name, ranks int64[L*7], scales float32[L*7], dropout, seed) -> adapter id"},
+    {"lora_set_active", (PyCFunction)model_lora_set_active, METH_O, "lora_set_active(id or -1)"},
+    {"lora_merge", (PyCFunction)model_lora_merge, METH_NOARGS, "Fold the active adapter into the weights."},
+    {"lora_unmerge", (PyCFunction)model_lora_unmerge, METH_NOARGS, "Take the merged adapter out again."},
+    {"lora_state", (PyCFunction)model_lora_state, METH_NOARGS, "(active id, merged)"},
+    {"rng_counter", (PyCFunction)model_rng_counter, METH_VARARGS, "rng_counter() -> n; rng_counter(n) sets it"},
     {NULL, NULL, 0, NULL},
 };
 

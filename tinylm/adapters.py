@@ -1,0 +1,302 @@
+"""LoRA adapters on a tinylm.Model, in PEFT's terms and file format.
+
+The math (forward, backward, merge) is in C; this module resolves PEFT's
+target rules (names, regex, "all-linear", layers_to_transform, rank_pattern,
+alpha_pattern, exclude_modules) into per-projection ranks and scales, and
+reads and writes PEFT's adapter_config.json + adapter_model.safetensors.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinylm import _core, checkpoint
+from tinylm.errors import FormatError, UnsupportedError
+
+PROJ_MODULES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+CONFIG_NAME, WEIGHTS_NAME = "adapter_config.json", "adapter_model.safetensors"
+PEFT_PREFIX = "base_model.model."
+
+
+@dataclass
+class LoraConfig:
+    """PEFT's LoraConfig fields that tinylm implements (same names)."""
+    r: int = 8
+    lora_alpha: float = 8
+    lora_dropout: float = 0.0
+    target_modules: list | str | None = None
+    use_rslora: bool = False
+    layers_to_transform: list | int | None = None
+    rank_pattern: dict = field(default_factory=dict)
+    alpha_pattern: dict = field(default_factory=dict)
+    exclude_modules: list | str | None = None
+    base_model_name_or_path: str | None = None
+
+    def to_peft(self, targets: list[str]) -> dict:
+        """adapter_config.json as PEFT writes it."""
+        return {
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": self.r, "lora_alpha": self.lora_alpha,
+            "lora_dropout": self.lora_dropout, "target_modules": sorted(targets), "bias": "none",
+            "use_rslora": self.use_rslora, "use_dora": False, "fan_in_fan_out": False, "modules_to_save": None,
+            "init_lora_weights": True, "layers_to_transform": self.layers_to_transform, "layers_pattern": None,
+            "rank_pattern": self.rank_pattern, "alpha_pattern": self.alpha_pattern,
+            "exclude_modules": self.exclude_modules, "base_model_name_or_path": self.base_model_name_or_path,
+            "inference_mode": True, "revision": None,
+        }
+
+    @classmethod
+    def from_peft(cls, cfg: dict, source: str) -> "LoraConfig":
+        """Reads a PEFT adapter_config.json, refusing what tinylm does not compute."""
+        if cfg.get("peft_type", "LORA") != "LORA":
+            raise UnsupportedError(f"{source}: peft_type {cfg.get('peft_type')!r} is not supported (only LORA)")
+        if cfg.get("task_type") not in (None, "CAUSAL_LM"):
+            raise UnsupportedError(f"{source}: task_type {cfg.get('task_type')!r} is not supported (only CAUSAL_LM)")
+        refused = {"use_dora": False, "fan_in_fan_out": False, "bias": "none", "modules_to_save": None,
+                   "layers_pattern": None, "target_parameters": None, "trainable_token_indices": None,
+                   "lora_bias": False, "layer_replication": None}
+        for key, ok in refused.items():
+            value = cfg.get(key, ok)
+            if value not in (ok, [], {}, "") and not (key == "layers_pattern" and value in ("layers", ["layers"])):
+                raise UnsupportedError(f"{source}: {key}={value!r} is not supported")
+        for key in ("r", "lora_alpha"):
+            if key not in cfg:
+                raise FormatError(f"{source}: missing field \"{key}\"")
+        return cls(r=int(cfg["r"]), lora_alpha=float(cfg["lora_alpha"]),
+                   lora_dropout=float(cfg.get("lora_dropout") or 0.0), target_modules=cfg.get("target_modules"),
+                   use_rslora=bool(cfg.get("use_rslora", False)), layers_to_transform=cfg.get("layers_to_transform"),
+                   rank_pattern=dict(cfg.get("rank_pattern") or {}), alpha_pattern=dict(cfg.get("alpha_pattern") or {}),
+                   exclude_modules=cfg.get("exclude_modules"),
+                   base_model_name_or_path=cfg.get("base_model_name_or_path"))
+
+
+def module_names(n_layers: int) -> list[str]:
+    """The adaptable modules, in the core's [L * 7] order."""
+    return [f"model.layers.{l}.{proj}" for l in range(n_layers) for proj in PROJ_MODULES]
+
+
+def _matches(spec, key: str) -> bool:
+    """PEFT's rule: a string is a regex matched against the whole module name;
+    a list matches a module equal to an entry or ending in "." + entry."""
+    if isinstance(spec, str):
+        return re.fullmatch(spec, key) is not None
+    return key in spec or any(key.endswith(f".{t}") for t in spec)
+
+
+def _pattern_value(patterns: dict, key: str, default):
+    """PEFT's rank_pattern / alpha_pattern lookup: the first pattern p with
+    re.match(rf"(.*\\.)?({p})$", key)."""
+    for pattern, value in patterns.items():
+        if re.match(rf"(.*\.)?({pattern})$", key):
+            return value
+    return default
+
+
+def resolve(config: LoraConfig, n_layers: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per-module ranks (int64) and scales (float32) in the core's order, and
+    the matched target names as PEFT records them (module suffixes)."""
+    targets = config.target_modules
+    if targets is None:
+        raise ValueError("target_modules is required (e.g. [\"q_proj\", \"v_proj\"] or \"all-linear\")")
+    if isinstance(targets, str) and targets.lower() == "all-linear":
+        targets = [p.split(".")[1] for p in PROJ_MODULES]
+    elif isinstance(targets, (list, tuple, set)):
+        targets = list(targets)
+    elif not isinstance(targets, str):
+        raise ValueError(f"target_modules must be a list of names or a regex string, got {targets!r}")
+    layers = config.layers_to_transform
+    layers = None if layers is None else {layers} if isinstance(layers, int) else set(layers)
+    if config.use_rslora and (config.rank_pattern or config.alpha_pattern):
+        raise ValueError("use_rslora cannot be combined with rank_pattern or alpha_pattern (as in PEFT)")
+    names = module_names(n_layers)
+    ranks = np.zeros(len(names), dtype=np.int64)
+    scales = np.zeros(len(names), dtype=np.float32)
+    matched = set()
+    for i, key in enumerate(names):
+        if config.exclude_modules and _matches(config.exclude_modules, key):
+            continue
+        if not _matches(targets, key) or (layers is not None and i // len(PROJ_MODULES) not in layers):
+            continue
+        r = int(_pattern_value(config.rank_pattern, key, config.r))
+        alpha = float(_pattern_value(config.alpha_pattern, key, config.lora_alpha))
+        if r <= 0:
+            raise ValueError(f"LoRA rank for {key} must be > 0, got {r}")
+        ranks[i] = r
+        scales[i] = alpha / math.sqrt(r) if config.use_rslora else alpha / r
+        matched.add(key.rsplit(".", 1)[1])
+    if not matched:
+        raise ValueError(f"target_modules {config.target_modules!r} match no module of this model; "
+                         f"adaptable modules are {', '.join(p.split('.')[1] for p in PROJ_MODULES)}")
+    if isinstance(targets, list):
+        unknown = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
+        if unknown:
+            raise ValueError(f"target_modules {unknown} are not modules of this model; "
+                             f"adaptable modules are {', '.join(p.split('.')[1] for p in PROJ_MODULES)}")
+    return ranks, scales, sorted(matched)
+
+
+class AdapterMixin:
+    """LoRA methods of tinylm.Model (PEFT semantics: adding the first adapter
+    freezes the base; only the active adapter trains)."""
+
+    def _init_adapters(self):
+        self._adapters: dict[str, tuple[int, LoraConfig, list[str]]] = {}  # name -> (core id, config, targets)
+
+    def add_lora(self, r: int = 16, alpha: float = 32, dropout: float = 0.0, target_modules="all-linear",
+                 name: str = "default", use_rslora: bool = False, seed: int = 0, **peft_options) -> None:
+        """Adds a LoRA adapter as PEFT's get_peft_model / add_adapter would:
+        A ~ kaiming-uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0,
+        scale alpha / r (alpha / sqrt(r) with use_rslora). Extra PEFT options:
+        layers_to_transform, rank_pattern, alpha_pattern, exclude_modules.
+        The first adapter becomes active; later ones are added inactive."""
+        config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                            use_rslora=use_rslora, **peft_options)
+        self._add_adapter(name, config, seed)
+        rng = np.random.default_rng(seed)
+        for pname in self._adapter_param_names(name):
+            if ".lora_A." in pname:
+                param = self.param(pname)
+                bound = 1.0 / math.sqrt(param.shape[1])
+                param[...] = rng.uniform(-bound, bound, size=param.shape).astype(np.float32)
+
+    def _add_adapter(self, name: str, config: LoraConfig, seed: int = 0) -> None:
+        ranks, scales, targets = resolve(config, self._config["num_hidden_layers"])
+        adapter_id = self._core.lora_add(name, ranks, scales, float(config.lora_dropout), int(seed))
+        self._refresh_table()
+        self._adapters[name] = (adapter_id, config, targets)
+        if len(self._adapters) == 1:
+            self.set_adapter(name)
+        else:
+            self._mark_trainable(self.active_adapter)
+
+    @property
+    def adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    @property
+    def active_adapter(self) -> str | None:
+        active, _ = self._core.lora_state()
+        return next((n for n, (i, *_) in self._adapters.items() if i == active), None)
+
+    def set_adapter(self, name: str) -> None:
+        """Makes `name` the adapter used by compute and the only trainable one."""
+        if name not in self._adapters:
+            raise KeyError(f"no adapter named {name!r}; have {self.adapters}")
+        self._core.lora_set_active(self._adapters[name][0])
+        self._mark_trainable(name)
+
+    def _adapter_param_names(self, name: str) -> list[str]:
+        return [n for n in self.parameter_names() if f".lora_A.{name}." in n or f".lora_B.{name}." in n]
+
+    def _mark_trainable(self, name: str | None) -> None:
+        own = set(self._adapter_param_names(name)) if name else set()
+        for i, pname in enumerate(self.parameter_names()):
+            self._core.set_trainable(i, pname in own)
+
+    @contextlib.contextmanager
+    def disable_adapter(self):
+        """Runs the base model alone inside the block (as PEFT's context manager)."""
+        active, merged = self._core.lora_state()
+        if merged:
+            raise RuntimeError("disable_adapter() with a merged adapter: unmerge it first")
+        self._core.lora_set_active(-1)
+        try:
+            yield self
+        finally:
+            self._core.lora_set_active(active)
+
+    def merge_adapter(self) -> None:
+        """Folds the active adapter into the base weights: W += scale * B A."""
+        self._core.lora_merge()
+
+    def unmerge_adapter(self) -> None:
+        self._core.lora_unmerge()
+
+    # ------------------------------------------------------------- PEFT files
+    def save_adapter(self, path: str | os.PathLike, name: str | None = None) -> None:
+        """Writes PEFT's adapter_config.json and adapter_model.safetensors
+        (keys base_model.model.<module>.lora_A.weight, A [r, in], B [out, r])."""
+        name = name or self.active_adapter
+        if name not in self._adapters:
+            raise KeyError(f"no adapter named {name!r}; have {self.adapters}")
+        _, config, targets = self._adapters[name]
+        path = os.fspath(path)
+        os.makedirs(path, exist_ok=True)
+        tag = f".{name}."
+        entries = [(PEFT_PREFIX + pname.replace(tag, "."), "F32", self.param(pname).shape,
+                    np.ascontiguousarray(self.param(pname))) for pname in self._adapter_param_names(name)]
+        _core.write_safetensors(os.path.join(path, WEIGHTS_NAME), entries, {"format": "pt"})
+        cfg = config.to_peft(targets)
+        if cfg["base_model_name_or_path"] is None:
+            cfg["base_model_name_or_path"] = self._config.get("_name_or_path") or None
+        checkpoint.atomic_write_text(os.path.join(path, CONFIG_NAME), json.dumps(cfg, indent=2) + "\n")
+
+    def load_adapter(self, path: str | os.PathLike, name: str | None = None) -> str:
+        """Reads a PEFT LoRA adapter folder (written by PEFT or tinylm) as a new
+        adapter; refuses one whose modules or shapes do not fit this base.
+        Returns its name (default: "default", or the folder name if taken)."""
+        path = os.fspath(path)
+        cfg_path, weights = os.path.join(path, CONFIG_NAME), os.path.join(path, WEIGHTS_NAME)
+        for f in (cfg_path, weights):
+            if not os.path.exists(f):
+                raise FileNotFoundError(f"{f}: no such file (a PEFT adapter folder needs {CONFIG_NAME} and "
+                                        f"{WEIGHTS_NAME})")
+        try:
+            with open(cfg_path, encoding="utf-8") as f:
+                raw = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FormatError(f"{cfg_path}: not valid JSON: {exc}") from None
+        config = LoraConfig.from_peft(raw, cfg_path)
+        if name is None:
+            name = "default" if "default" not in self._adapters else os.path.basename(os.path.normpath(path))
+        ranks, _, _ = resolve(config, self._config["num_hidden_layers"])
+        with _core.SafetensorsFile(weights) as st:
+            sources = self._match_adapter_file(st, ranks, weights)  # checked before anything is created
+            self._add_adapter(name, config)
+            tag = f".{name}."
+            for pname in self._adapter_param_names(name):
+                st.read_into(sources[PEFT_PREFIX + pname.replace(tag, ".")], self.param(pname))
+        return name
+
+    def _match_adapter_file(self, st, ranks, weights) -> dict[str, str]:
+        """{PEFT key: tensor name in the file} for every A and B the config
+        implies, checking presence, shape and dtype, and that nothing is left."""
+        tensors = {n: (dtype, tuple(shape)) for n, dtype, shape in st.tensors()}
+        sources = {}
+        for i, module in enumerate(module_names(self._config["num_hidden_layers"])):
+            if not ranks[i]:
+                continue
+            n_in, n_out = self._proj_dims(PROJ_MODULES[i % len(PROJ_MODULES)])
+            for kind, shape in (("lora_A", (int(ranks[i]), n_in)), ("lora_B", (n_out, int(ranks[i])))):
+                key = f"{PEFT_PREFIX}{module}.{kind}.weight"
+                found = next((k for k in tensors if k == key or re.fullmatch(
+                    re.escape(f"{PEFT_PREFIX}{module}.{kind}.") + r"[^.]+\.weight", k)), None)
+                if found is None:
+                    raise FormatError(f"{weights}: tensor \"{key}\" is missing (the adapter config targets it)")
+                dtype, file_shape = tensors.pop(found)
+                if file_shape != shape:
+                    raise FormatError(f"{weights}: tensor \"{found}\" has shape {list(file_shape)} but this base "
+                                      f"model needs {list(shape)}")
+                if dtype not in checkpoint.FLOAT_DTYPES:
+                    raise FormatError(f"{weights}: tensor \"{found}\" has dtype {dtype}")
+                sources[key] = found
+        if tensors:
+            raise FormatError(f"{weights}: tensor \"{next(iter(tensors))}\" matches no LoRA module of this "
+                              f"base model under the adapter's config")
+        return sources
+
+    def _proj_dims(self, proj: str) -> tuple[int, int]:
+        """(in, out) features of a projection, from the config."""
+        c = self._config
+        hidden, inter = c["hidden_size"], c["intermediate_size"]
+        head_dim = c.get("head_dim") or hidden // c["num_attention_heads"]
+        q, kv = c["num_attention_heads"] * head_dim, c.get("num_key_value_heads", c["num_attention_heads"]) * head_dim
+        return {"q_proj": (hidden, q), "k_proj": (hidden, kv), "v_proj": (hidden, kv), "o_proj": (q, hidden),
+                "gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}[
+            proj.split(".")[1]]

@@ -165,6 +165,10 @@ typedef struct {
     float lr, beta1, beta2, eps, weight_decay;
 } tlm_adamw_hparams;
 
+/* Plans the gradient block and allocates the (zeroed) AdamW moments for the
+ * current trainable set, so a checkpoint's moments can be restored before
+ * the first step. */
+tlm_status tlm_adamw_prepare(tlm_model *m);
 /* One AdamW step (decoupled decay, bias correction) over trainable params;
  * allocates the moment block on first use. step counts from 1. */
 tlm_status tlm_adamw_step(tlm_model *m, const tlm_adamw_hparams *hp, int64_t step);

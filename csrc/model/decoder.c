@@ -183,9 +183,7 @@ tlm_status tlm_model_backward(tlm_model *m, float scale) {
     if (!m->have_loss) return tlm_fail(TLM_EINVAL, "backward() needs a loss(): call loss() first");
     if (!isfinite(m->last_loss))
         return tlm_fail(TLM_ENUMERIC, "the loss is %f; refusing to backpropagate it", (double)m->last_loss);
-    int planned_before = m->grads_planned;
-    TLM_TRY(tlm_model_plan_grads(m));
-    if (!planned_before) tlm_model_zero_grad(m);
+    TLM_TRY(tlm_model_plan_grads(m)); /* a new block comes zeroed */
     tlm_arena *a = &m->arena;
     const tlm_config *c = &m->cfg;
     int64_t N = a->B * a->T, D = c->hidden_size, nv = m->n_valid;

@@ -12,6 +12,13 @@ static tlm_status ensure_moments(tlm_model *m) {
     if (!m->grads_planned || !m->grad_block)
         return tlm_fail(TLM_EINVAL, "optimizer step before any backward(): there are no gradients");
     if (m->adam_m) return TLM_OK;
+    return tlm_adamw_prepare(m);
+}
+
+tlm_status tlm_adamw_prepare(tlm_model *m) {
+    TLM_TRY(tlm_model_plan_grads(m)); /* a new block comes zeroed */
+    if (!m->grad_block) return tlm_fail(TLM_EINVAL, "no trainable parameters");
+    if (m->adam_m) return TLM_OK;
     m->adam_m = tlm_alloc((size_t)m->grad_numel * sizeof(float));
     m->adam_v = tlm_alloc((size_t)m->grad_numel * sizeof(float));
     if (!m->adam_m || !m->adam_v) {

@@ -224,6 +224,14 @@ static PyObject *model_adamw_step(ModelObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *model_adamw_prepare(ModelObject *self, PyObject *noargs) {
+    (void)noargs;
+    CHECK_IDLE(self);
+    tlm_status st = tlm_adamw_prepare(self->model);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *model_clip_grad_norm(ModelObject *self, PyObject *arg) {
     double max_norm = PyFloat_AsDouble(arg);
     if (max_norm == -1.0 && PyErr_Occurred()) return NULL;
@@ -321,6 +329,8 @@ static PyMethodDef model_methods[] = {
     {"backward", (PyCFunction)model_backward, METH_O, "backward(scale): grads += scale * d(last loss)"},
     {"zero_grad", (PyCFunction)model_zero_grad, METH_NOARGS, "Zero every gradient."},
     {"adamw_step", (PyCFunction)model_adamw_step, METH_VARARGS, "adamw_step(lr, beta1, beta2, eps, wd, step)"},
+    {"adamw_prepare", (PyCFunction)model_adamw_prepare, METH_NOARGS,
+     "Allocate gradients and zeroed AdamW moments for the trainable set."},
     {"clip_grad_norm", (PyCFunction)model_clip_grad_norm, METH_O, "clip_grad_norm(max_norm) -> total norm"},
     {"lora_add", (PyCFunction)model_lora_add, METH_VARARGS,
      "lora_add(name, ranks int64[L*7], scales float32[L*7], dropout, seed) -> adapter id"},

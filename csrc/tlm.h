@@ -182,10 +182,11 @@ tlm_status tlm_clip_grad_norm(tlm_model *m, float max_norm, float *norm);
 typedef struct tlm_cache tlm_cache;
 
 /* Starts a cache that becomes `path` on commit: it is filled under a
- * temporary sibling name. The n_attrs key/value strings are stored as root
- * attributes ("tinylm_cache_version" is reserved). */
-tlm_status tlm_cache_create(const char *path, const char *const *keys, const char *const *values,
-                            int64_t n_attrs, tlm_cache **out);
+ * temporary sibling name. */
+tlm_status tlm_cache_create(const char *path, tlm_cache **out);
+/* Sets (or replaces) a root string attribute of a cache being written;
+ * "tinylm_cache_version" is reserved. */
+tlm_status tlm_cache_set_attr(tlm_cache *c, const char *key, const char *value);
 /* Appends n examples: ids and mask hold sum(lengths) tokens back to back;
  * lengths [n]; lines [n]. */
 tlm_status tlm_cache_append(tlm_cache *c, const int32_t *ids, const uint8_t *mask, const int64_t *lengths,

@@ -138,13 +138,9 @@ static int write_string_attr(hid_t obj, const char *key, const char *value) {
     return rc;
 }
 
-tlm_status tlm_cache_create(const char *path, const char *const *keys, const char *const *values,
-                            int64_t n_attrs, tlm_cache **out) {
+tlm_status tlm_cache_create(const char *path, tlm_cache **out) {
     quiet();
     *out = NULL;
-    for (int64_t i = 0; i < n_attrs; i++)
-        if (strcmp(keys[i], VERSION_KEY) == 0)
-            return tlm_fail(TLM_EINVAL, "token cache %s: attribute %s is reserved", path, VERSION_KEY);
     tlm_cache *c = cache_new(path);
     if (!c) return tlm_fail(TLM_ENOMEM, "token cache %s: out of memory", path);
     size_t len = strlen(path) + 32;
@@ -168,13 +164,24 @@ tlm_status tlm_cache_create(const char *path, const char *const *keys, const cha
     int ok = c->ids >= 0 && c->mask >= 0 && c->offsets >= 0 && c->lines >= 0 &&
              append_rows(c->offsets, H5T_NATIVE_INT64, &zero, 0, 1) == 0 &&
              write_string_attr(c->file, VERSION_KEY, CACHE_VERSION) == 0;
-    for (int64_t i = 0; ok && i < n_attrs; i++) ok = write_string_attr(c->file, keys[i], values[i]) == 0;
     if (!ok) {
-        tlm_status st = h5_fail(TLM_EIO, c->tmp_path, "cannot set up datasets and attributes");
+        tlm_status st = h5_fail(TLM_EIO, c->tmp_path, "cannot set up the datasets");
         tlm_cache_close(c);
         return st;
     }
     *out = c;
+    return TLM_OK;
+}
+
+tlm_status tlm_cache_set_attr(tlm_cache *c, const char *key, const char *value) {
+    quiet();
+    if (!c->tmp_path || c->file < 0) return tlm_fail(TLM_EINVAL, "token cache %s: not open for writing", c->path);
+    if (strcmp(key, VERSION_KEY) == 0)
+        return tlm_fail(TLM_EINVAL, "token cache %s: attribute %s is reserved", c->path, VERSION_KEY);
+    /* a fixed-length string attribute cannot change size: replace it */
+    htri_t exists = H5Aexists(c->file, key);
+    if (exists < 0 || (exists > 0 && H5Adelete(c->file, key) < 0) || write_string_attr(c->file, key, value) < 0)
+        return h5_fail(TLM_EIO, c->tmp_path, "cannot write an attribute");
     return TLM_OK;
 }
 

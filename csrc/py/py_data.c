@@ -57,28 +57,9 @@ static int get_i64(PyObject *obj, Py_ssize_t numel, const char *what, Py_buffer 
 static PyObject *py_cache_create(PyObject *mod, PyObject *args) {
     (void)mod;
     const char *path;
-    PyObject *attrs;
-    if (!PyArg_ParseTuple(args, "sO!:cache_create", &path, &PyDict_Type, &attrs)) return NULL;
-    Py_ssize_t n = PyDict_Size(attrs), pos = 0, i = 0;
-    const char **keys = PyMem_Calloc((size_t)n + 1, sizeof *keys);
-    const char **values = PyMem_Calloc((size_t)n + 1, sizeof *values);
-    if (!keys || !values) { PyMem_Free(keys); PyMem_Free(values); return PyErr_NoMemory(); }
-    PyObject *k, *v;
-    while (PyDict_Next(attrs, &pos, &k, &v)) {
-        /* the UTF-8 buffers belong to the dict's strings, alive until we return */
-        keys[i] = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
-        values[i] = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : NULL;
-        if (!keys[i] || !values[i]) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "cache attributes must map str to str");
-            PyMem_Free(keys); PyMem_Free(values);
-            return NULL;
-        }
-        i++;
-    }
+    if (!PyArg_ParseTuple(args, "s:cache_create", &path)) return NULL;
     tlm_cache *c;
-    tlm_status st = tlm_cache_create(path, keys, values, n, &c);
-    PyMem_Free(keys);
-    PyMem_Free(values);
+    tlm_status st = tlm_cache_create(path, &c);
     if (st != TLM_OK) return tlm_py_raise(st);
     return (PyObject *)cache_wrap(c, 1);
 }
@@ -115,6 +96,15 @@ static PyObject *cache_append(CacheObject *self, PyObject *args) {
     }
     PyBuffer_Release(&lengths);
     return ret;
+}
+
+static PyObject *cache_set_attr(CacheObject *self, PyObject *args) {
+    const char *key, *value;
+    if (!PyArg_ParseTuple(args, "ss:set_attr", &key, &value)) return NULL;
+    if (check_open(self, 1) < 0) return NULL;
+    tlm_status st = tlm_cache_set_attr(self->cache, key, value);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
 }
 
 static PyObject *cache_commit(CacheObject *self, PyObject *noargs) {
@@ -202,6 +192,7 @@ static PyObject *cache_get_lines(CacheObject *self, void *closure) {
 static PyMethodDef cache_methods[] = {
     {"append", (PyCFunction)cache_append, METH_VARARGS,
      "append(ids int32[N], mask uint8[N], lengths int64[n], lines int64[n]): add n examples."},
+    {"set_attr", (PyCFunction)cache_set_attr, METH_VARARGS, "set_attr(key, value): a string attribute."},
     {"commit", (PyCFunction)cache_commit, METH_NOARGS, "Finish the file and rename it onto its path."},
     {"close", (PyCFunction)cache_close, METH_NOARGS, "Close; an uncommitted writer's temporary file is removed."},
     {"read", (PyCFunction)cache_read, METH_VARARGS,
@@ -231,7 +222,7 @@ static PyTypeObject CacheType = {
 
 static PyMethodDef data_functions[] = {
     {"cache_create", py_cache_create, METH_VARARGS,
-     "cache_create(path, attrs: dict[str, str]) -> TokenCache being written under a temporary name."},
+     "cache_create(path) -> TokenCache being written under a temporary name."},
     {"cache_open", py_cache_open, METH_VARARGS, "cache_open(path) -> validated TokenCache for reading."},
     {NULL, NULL, 0, NULL},
 };

@@ -66,6 +66,18 @@ def tokenizer_case(request):
 
 
 @pytest.fixture(params=list(IMPLEMENTATIONS))
+def qwen3_case(request):
+    """(tokenizer under test, HF reference) for qwen3, the fixture with a chat template."""
+    return IMPLEMENTATIONS[request.param](TOKENIZER_DIRS["qwen3"]), _reference(TOKENIZER_DIRS["qwen3"])
+
+
+@pytest.fixture(params=list(IMPLEMENTATIONS))
 def load_tokenizer(request):
     """A function directory -> tokenizer under test, for tokenizers a test builds itself."""
     return IMPLEMENTATIONS[request.param]
+
+
+@pytest.fixture
+def mistral():
+    """The HF reference Mistral tokenizer, for tests of the pipeline's own logic."""
+    return _reference(TOKENIZER_DIRS["mistral-7b"])

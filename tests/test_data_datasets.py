@@ -1,5 +1,6 @@
 """The shipped datasets: reproducible from their scripts, disjoint splits,
 golden cases in the eval format, and loadable by the pipeline."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,8 +14,11 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "datasets")
 TASKS = {"smart_home": "make_smart_home.py", "support_triage": "make_support_triage.py"}
 SIZES = {"train": 2000, "validation": 200, "golden": 200}
 
-sys.path.insert(0, ROOT)
-from common import normalise  # noqa: E402  (datasets/ is scripts, not a package)
+# datasets/ holds scripts, not a package: load the generators' helper by path
+_spec = importlib.util.spec_from_file_location("tinylm_datasets_common", os.path.join(ROOT, "common.py"))
+_common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_common)
+normalise = _common.normalise
 
 
 def read(task, split):

@@ -90,3 +90,14 @@ def test_h5dump_reads_the_layout(tmp_path):
     offsets = subprocess.run(["h5dump", "-d", "/offsets", "-y", "-w", "0", str(path)], check=True,
                              capture_output=True, text=True).stdout
     assert "0, 3, 3, 4, 9" in offsets
+
+
+def test_offsets_outlive_close(tmp_path):
+    path = tmp_path / "c.h5"
+    write_cache(path, EXAMPLES)
+    c = _core.cache_open(str(path))
+    offsets, lines = np.asarray(c.offsets), np.asarray(c.lines)
+    c.close()
+    assert offsets.tolist() == [0, 3, 3, 4, 9] and lines.tolist() == [1, 3, 4, 7]
+    with pytest.raises(ValueError, match="closed"):
+        c.count

@@ -174,19 +174,27 @@ static PyObject *cache_get_attrs(CacheObject *self, void *closure) {
     return d;
 }
 
-/* offsets and lines stay in the cache object's memory; the view keeps it alive. */
+/* offsets and lines are copied out (16 bytes an example): a view into the
+ * cache's memory would dangle once close() frees it. */
+static PyObject *i64_copy(const int64_t *src, int64_t n) {
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)src, (Py_ssize_t)(n * 8));
+    if (!bytes) return NULL;
+    int64_t shape[1] = {n};
+    PyObject *view = tlm_py_view(bytes, PyBytes_AS_STRING(bytes), "q", 8, 1, shape, 0);
+    Py_DECREF(bytes);
+    return view;
+}
+
 static PyObject *cache_get_offsets(CacheObject *self, void *closure) {
     (void)closure;
     if (check_open(self, 0) < 0) return NULL;
-    int64_t shape[1] = {tlm_cache_count(self->cache) + 1};
-    return tlm_py_view((PyObject *)self, (void *)tlm_cache_offsets(self->cache), "q", 8, 1, shape, 0);
+    return i64_copy(tlm_cache_offsets(self->cache), tlm_cache_count(self->cache) + 1);
 }
 
 static PyObject *cache_get_lines(CacheObject *self, void *closure) {
     (void)closure;
     if (check_open(self, 0) < 0) return NULL;
-    int64_t shape[1] = {tlm_cache_count(self->cache)};
-    return tlm_py_view((PyObject *)self, (void *)tlm_cache_lines(self->cache), "q", 8, 1, shape, 0);
+    return i64_copy(tlm_cache_lines(self->cache), tlm_cache_count(self->cache));
 }
 
 static PyMethodDef cache_methods[] = {
@@ -204,8 +212,8 @@ static PyGetSetDef cache_getset[] = {
     {"count", (getter)cache_get_count, NULL, "Number of examples.", NULL},
     {"n_tokens", (getter)cache_get_n_tokens, NULL, "Number of tokens.", NULL},
     {"attrs", (getter)cache_get_attrs, NULL, "The string attributes, as a dict.", NULL},
-    {"offsets", (getter)cache_get_offsets, NULL, "int64 [count+1] token offsets (a read-only buffer).", NULL},
-    {"lines", (getter)cache_get_lines, NULL, "int64 [count] source lines (a read-only buffer).", NULL},
+    {"offsets", (getter)cache_get_offsets, NULL, "int64 [count+1] token offsets (a read-only copy).", NULL},
+    {"lines", (getter)cache_get_lines, NULL, "int64 [count] source lines (a read-only copy).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

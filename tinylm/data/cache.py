@@ -83,7 +83,7 @@ class CachedFile:
         self.skipped = int(attrs["skipped"])
         self.prompt_mismatch = int(attrs["prompt_mismatch"])
         self.masked_turns = int(attrs["masked_turns"])
-        self.offsets = np.asarray(cache.offsets)   # int64 [n+1], in the cache object's memory
+        self.offsets = np.asarray(cache.offsets)   # int64 [n+1]
         self.lines = np.asarray(cache.lines)       # int64 [n]
         self.lengths = np.diff(self.offsets)       # int64 [n]
         self._ids = self._mask = None              # int32, uint8 [N] once in memory

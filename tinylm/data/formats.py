@@ -125,7 +125,7 @@ def _chat(tokenizer, messages, counts):
             continue
         start = list(tokenizer.apply_chat_template(messages[:k], add_generation_prompt=True, tokenize=True)) if k else []
         end = list(tokenizer.apply_chat_template(messages[:k + 1], add_generation_prompt=False, tokenize=True))
-        if full[:len(start)] == start and full[:len(end)] == end and len(end) >= len(start):
+        if full[:len(start)] == start and full[:len(end)] == end:
             mask[len(start):len(end)] = 1
         else:
             counts.masked_turns += 1

@@ -174,7 +174,7 @@ def test_bad_compute_inputs(good):
     with pytest.raises(ValueError, match="labels.*shape"):
         model.loss([[1, 2, 3]], [[1, 2]])
     with pytest.raises(ValueError, match="every label is -100"):
-        model.loss([[1, 2, 3]], [[-100, -100, 5]])  # the only label sits where the shift drops it
+        model.loss([[1, 2, 3]], [[5, -100, -100]])  # the only label is labels[0], which the shift drops
     with pytest.raises(ValueError, match=r"labels\[0, 1\] = 9999"):
         model.loss([[1, 2, 3]], [[1, 9999, 3]])
     with pytest.raises(ValueError, match="backward.*loss"):

@@ -10,9 +10,6 @@
  * A writer fills "<path>.tmp.<pid>" and renames it onto path only when
  * complete, so a cache file that exists was finished.
  */
-/* strdup, fsync, getpid under -std=c11 */
-#define _POSIX_C_SOURCE 200809L
-
 #include "core/internal.h"
 
 #include <errno.h>

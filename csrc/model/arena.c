@@ -34,6 +34,37 @@ static int64_t chunk_width(int64_t N, int64_t V) {
     return vc < V ? vc : V;
 }
 
+/* The active adapter's x A^T per adapted projection (kept per layer in
+ * training, one shared buffer otherwise) and its dropout/backward scratch. */
+static void layout_lora(tlm_model *m, tlm_arena *a, bump *b) {
+    const tlm_config *c = &m->cfg;
+    const tlm_lora *lora = tlm_active_lora(m);
+    int64_t N = a->B * a->T, n = c->n_layers * TLM_PROJ_COUNT;
+    a->lora_active = lora ? m->active : -1;
+    a->xa = take_layer_ptrs(b, n);
+    a->lora_in = a->lora_t = a->lora_dx = NULL;
+    if (!lora) {
+        if (b->base)
+            for (int64_t i = 0; i < n; i++) a->xa[i] = NULL;
+        return;
+    }
+    int64_t max_r = 0, max_in = tlm_max_i64(c->hidden_size, tlm_max_i64(c->intermediate_size,
+                                                                          c->n_heads * c->head_dim));
+    for (int64_t i = 0; i < n; i++) max_r = tlm_max_i64(max_r, lora->ranks[i]);
+    float *shared = a->train ? NULL : TAKE_F(b, N * max_r);
+    for (int64_t i = 0; i < n; i++) {
+        float *xa = !lora->ranks[i] ? NULL : a->train ? TAKE_F(b, N * lora->ranks[i]) : shared;
+        if (b->base) a->xa[i] = xa;
+    }
+    if (a->train) {
+        a->lora_t = TAKE_F(b, N * max_r);
+        if (lora->dropout > 0.0f) {
+            a->lora_in = TAKE_F(b, N * max_in);
+            a->lora_dx = TAKE_F(b, N * max_in);
+        }
+    }
+}
+
 static void layout(tlm_model *m, tlm_arena *a, bump *b) {
     const tlm_config *c = &m->cfg;
     int64_t N = a->B * a->T, D = c->hidden_size, F = c->intermediate_size, L = c->n_layers;
@@ -81,6 +112,8 @@ static void layout(tlm_model *m, tlm_arena *a, bump *b) {
     a->attn_scratch = TAKE_F(b, (int64_t)a->nthreads * tlm_attention_scratch_floats(a->T));
     a->norm_scratch = TAKE_F(b, (int64_t)a->nthreads * D);
 
+    layout_lora(m, a, b);
+
     if (a->train) {
         a->dx = TAKE_F(b, N * D);
         a->dh = TAKE_F(b, N * D);
@@ -110,7 +143,10 @@ tlm_status tlm_arena_plan(tlm_model *m, int64_t B, int64_t T, int train) {
                         (long long)T);
     tlm_arena *a = &m->arena;
     int nthreads = omp_get_max_threads();
-    if (m->arena_block && a->B == B && a->T == T && a->train == train && a->nthreads == nthreads) return TLM_OK;
+    const tlm_lora *lora = tlm_active_lora(m);
+    if (m->arena_block && a->B == B && a->T == T && a->train == train && a->nthreads == nthreads &&
+        a->lora_active == (lora ? m->active : -1))
+        return TLM_OK;
     tlm_arena next = {.B = B, .T = T, .train = train, .nthreads = nthreads};
     bump measure = {NULL, 0};
     layout(m, &next, &measure);

@@ -53,21 +53,21 @@ static void layer_forward(tlm_model *m, int64_t l) {
     float *x = a->xs[l];
 
     tlm_rmsnorm_forward(a->h, a->rstd1[l], x, LW(l, P_IN_NORM), N, D, c->rms_norm_eps);
-    tlm_linear_forward(a->q[l], a->h, LW(l, P_WQ), LW(l, P_BQ), N, D, H * E);
-    tlm_linear_forward(a->k[l], a->h, LW(l, P_WK), LW(l, P_BK), N, D, K * E);
-    tlm_linear_forward(a->v[l], a->h, LW(l, P_WV), LW(l, P_BV), N, D, K * E);
+    tlm_proj_forward(m, l, TLM_PROJ_Q, a->q[l], a->h, N);
+    tlm_proj_forward(m, l, TLM_PROJ_K, a->k[l], a->h, N);
+    tlm_proj_forward(m, l, TLM_PROJ_V, a->v[l], a->h, N);
     tlm_rope_forward(a->q[l], a->cos_t, a->sin_t, N, H, E);
     tlm_rope_forward(a->k[l], a->cos_t, a->sin_t, N, K, E);
     tlm_attention_forward(a->o[l], a->lse[l], a->q[l], a->k[l], a->v[l], a->has_mask ? a->mask : NULL, a->B, a->T,
                           H, K, E, a->attn_scratch);
-    tlm_linear_forward(a->a, a->o[l], LW(l, P_WO), LW(l, P_BO), N, H * E, D);
+    tlm_proj_forward(m, l, TLM_PROJ_O, a->a, a->o[l], N);
     tlm_add(a->xmid[l], x, a->a, N * D);
 
     tlm_rmsnorm_forward(a->h, a->rstd2[l], a->xmid[l], LW(l, P_POST_NORM), N, D, c->rms_norm_eps);
-    tlm_linear_forward(a->g[l], a->h, LW(l, P_WG), LW(l, P_BG), N, D, F);
-    tlm_linear_forward(a->u[l], a->h, LW(l, P_WU), LW(l, P_BU), N, D, F);
+    tlm_proj_forward(m, l, TLM_PROJ_GATE, a->g[l], a->h, N);
+    tlm_proj_forward(m, l, TLM_PROJ_UP, a->u[l], a->h, N);
     tlm_swiglu_forward(a->m, a->g[l], a->u[l], N * F);
-    tlm_linear_forward(a->a, a->m, LW(l, P_WD), LW(l, P_BD), N, F, D);
+    tlm_proj_forward(m, l, TLM_PROJ_DOWN, a->a, a->m, N);
     tlm_add(a->xs[l + 1], a->xmid[l], a->a, N * D);
 }
 
@@ -113,6 +113,7 @@ tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t 
         }
     if (nv == 0) return tlm_fail(TLM_EINVAL, "every label is -100: there is no token to compute a loss on");
     stage_inputs(m, input_ids, attention_mask, position_ids);
+    a->dropout_key = m->rng_counter++;
     trunk_forward(m);
     for (int64_t i = 0; i < nv; i++) memcpy(a->hv + i * D, a->h_f + (int64_t)a->valid_rows[i] * D, (size_t)D * 4);
     double nll = tlm_lmhead_ce_forward(a->ce_lse, a->ce_acc, a->hv, a->tv, tlm_pdata(m, m->lm_head), nv, D, V, a->Vc,
@@ -129,9 +130,15 @@ tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t 
  * backward stops there. Returns -1 when the embedding is trainable. */
 static int64_t lowest_needed_layer(tlm_model *m) {
     if (tlm_pgrad(m, m->embed)) return -1;
-    for (int64_t l = 0; l < m->cfg.n_layers; l++)
+    const tlm_lora *lora = tlm_active_lora(m);
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
         for (int r = 0; r < P_LAYER_ROLES; r++)
             if (LG(l, r)) return l;
+        for (int p = 0; lora && p < TLM_PROJ_COUNT; p++) {
+            int64_t i = l * TLM_PROJ_COUNT + p;
+            if (lora->ranks[i] && (tlm_pgrad(m, lora->a_idx[i]) || tlm_pgrad(m, lora->b_idx[i]))) return l;
+        }
+    }
     return m->cfg.n_layers;
 }
 
@@ -146,14 +153,14 @@ static void layer_backward(tlm_model *m, int64_t l, int need_dx) {
     /* MLP: recompute n2 and the SwiGLU product. */
     tlm_rmsnorm_forward(a->h, a->a /*rstd, unused*/, a->xmid[l], LW(l, P_POST_NORM), N, D, eps);
     tlm_swiglu_forward(a->m, a->g[l], a->u[l], N * F);
-    tlm_linear_backward(a->dm, 0.0f, LG(l, P_WD), LG(l, P_BD), a->dx, a->m, LW(l, P_WD), N, F, D);
+    tlm_proj_backward(m, l, TLM_PROJ_DOWN, a->dm, 0.0f, a->dx, a->m, N);
     tlm_swiglu_backward(a->dg, a->du, a->dm, a->g[l], a->u[l], N * F);
-    tlm_linear_backward(a->dh, 0.0f, LG(l, P_WG), LG(l, P_BG), a->dg, a->h, LW(l, P_WG), N, D, F);
-    tlm_linear_backward(a->dh, 1.0f, LG(l, P_WU), LG(l, P_BU), a->du, a->h, LW(l, P_WU), N, D, F);
+    tlm_proj_backward(m, l, TLM_PROJ_GATE, a->dh, 0.0f, a->dg, a->h, N);
+    tlm_proj_backward(m, l, TLM_PROJ_UP, a->dh, 1.0f, a->du, a->h, N);
     tlm_rmsnorm_backward(a->dx, 1.0f, LG(l, P_POST_NORM), a->dh, a->xmid[l], LW(l, P_POST_NORM), a->rstd2[l], N, D,
                          a->norm_scratch);
     /* a->dx now holds d/d(xmid). Attention: */
-    tlm_linear_backward(a->dout_attn, 0.0f, LG(l, P_WO), LG(l, P_BO), a->dx, a->o[l], LW(l, P_WO), N, H * E, D);
+    tlm_proj_backward(m, l, TLM_PROJ_O, a->dout_attn, 0.0f, a->dx, a->o[l], N);
     tlm_attention_backward(a->dq, a->dk, a->dv, a->dout_attn, a->q[l], a->k[l], a->v[l], a->o[l], a->lse[l],
                            a->has_mask ? a->mask : NULL, a->B, a->T, H, K, E, a->dk_heads, a->dv_heads,
                            a->attn_scratch);
@@ -164,9 +171,9 @@ static void layer_backward(tlm_model *m, int64_t l, int need_dx) {
      * weight may still need d/d(n1). */
     int need_dh = need_dx || LG(l, P_IN_NORM) != NULL;
     float *dh = need_dh ? a->dh : NULL;
-    tlm_linear_backward(dh, 0.0f, LG(l, P_WQ), LG(l, P_BQ), a->dq, a->h, LW(l, P_WQ), N, D, H * E);
-    tlm_linear_backward(dh, 1.0f, LG(l, P_WK), LG(l, P_BK), a->dk, a->h, LW(l, P_WK), N, D, K * E);
-    tlm_linear_backward(dh, 1.0f, LG(l, P_WV), LG(l, P_BV), a->dv, a->h, LW(l, P_WV), N, D, K * E);
+    tlm_proj_backward(m, l, TLM_PROJ_Q, dh, 0.0f, a->dq, a->h, N);
+    tlm_proj_backward(m, l, TLM_PROJ_K, dh, 1.0f, a->dk, a->h, N);
+    tlm_proj_backward(m, l, TLM_PROJ_V, dh, 1.0f, a->dv, a->h, N);
     if (need_dh)
         tlm_rmsnorm_backward(need_dx ? a->dx : NULL, 1.0f, LG(l, P_IN_NORM), a->dh, a->xs[l], LW(l, P_IN_NORM),
                              a->rstd1[l], N, D, a->norm_scratch);

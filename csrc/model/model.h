@@ -16,7 +16,7 @@ typedef struct {
     int ndim;
     int64_t shape[2];
     int64_t numel;
-    int64_t offset;       /* into param_block */
+    float *data;          /* [shape] f32; in param_block for the base, an adapter's block for LoRA */
     int64_t grad_offset;  /* into grad_block and the AdamW moment blocks; -1 while frozen */
     int trainable, decay;
 } tlm_param_slot;
@@ -32,6 +32,12 @@ typedef struct {
     /* inputs kept for backward */
     int32_t *ids, *mask, *pos, *targets;   /* [N] each */
     int has_mask;
+    int lora_active;                       /* adapter id the layout was planned for (-1: none or merged) */
+    uint64_t dropout_key;                  /* rng counter of this step's loss() */
+    float **xa;                            /* [L * TLM_PROJ_COUNT] -> [N, R] x A^T of each adapted projection */
+    float *lora_in;                        /* [N, maxIn] dropout(x) of the LoRA path */
+    float *lora_t;                         /* [N, maxR] dy B */
+    float *lora_dx;                        /* [N, maxIn] the LoRA path's input gradient */
     float *cos_t, *sin_t;                  /* [N, E/2] */
     /* per layer (arrays of L pointers; L+1 for xs) */
     float **xs;                            /* [N,D] residual stream entering layer l; xs[L] leaves the last */
@@ -61,6 +67,17 @@ typedef struct {
     int64_t Vc;
 } tlm_arena;
 
+/* A LoRA adapter: per (layer, projection) rank, scale and parameter indices. */
+typedef struct {
+    char *name;
+    float dropout;
+    uint64_t seed;
+    int64_t *ranks;      /* [L * TLM_PROJ_COUNT]; 0 = not adapted */
+    float *scales;       /* [L * TLM_PROJ_COUNT] alpha / r (or alpha / sqrt(r)) */
+    int *a_idx, *b_idx;  /* [L * TLM_PROJ_COUNT] param indices, -1 where rank 0 */
+    float *block;        /* all A and B of this adapter */
+} tlm_lora;
+
 struct tlm_model {
     tlm_config cfg;
     int64_t n_params;
@@ -77,6 +94,12 @@ struct tlm_model {
     tlm_arena arena;
     void *arena_block;
     size_t arena_capacity;
+    int64_t params_capacity;               /* slots allocated in params */
+    tlm_lora *adapters;
+    int n_adapters;
+    int active;                            /* adapter used by compute; -1 none */
+    int merged;                            /* the active adapter is folded into the weights */
+    uint64_t rng_counter;                  /* advanced by each training loss() */
     /* state of the last loss(), for backward() */
     int have_loss;
     int64_t n_valid;
@@ -87,10 +110,24 @@ struct tlm_model {
 tlm_status tlm_arena_plan(tlm_model *m, int64_t B, int64_t T, int train);
 void tlm_arena_release(tlm_model *m);
 
-/* params.c: lays out the gradient block for the current trainable set. */
+/* params.c: lays out the gradient block for the current trainable set;
+ * appends a parameter slot (growing the table) with data in a caller block. */
 tlm_status tlm_model_plan_grads(tlm_model *m);
+int tlm_model_add_param(tlm_model *m, const char *name, int64_t rows, int64_t cols, int decay);
 
-static inline float *tlm_pdata(tlm_model *m, int idx) { return idx < 0 ? NULL : m->param_block + m->params[idx].offset; }
+/* adapters/lora.c */
+void tlm_lora_free_all(tlm_model *m);
+
+/* proj.c: a decoder projection (y = x W^T + b) plus the active LoRA path. */
+int tlm_proj_weight_role(int p);
+void tlm_proj_dims(const tlm_config *c, int p, int64_t *in, int64_t *out);
+const tlm_lora *tlm_active_lora(const tlm_model *m); /* NULL when none or merged */
+void tlm_proj_forward(tlm_model *m, int64_t l, int p, float *y, const float *x, int64_t N);
+/* dx = beta*dx + d/dx (dx may be NULL); grads of W, b, A, B accumulate. */
+void tlm_proj_backward(tlm_model *m, int64_t l, int p, float *dx, float beta, const float *dy, const float *x,
+                       int64_t N);
+
+static inline float *tlm_pdata(tlm_model *m, int idx) { return idx < 0 ? NULL : m->params[idx].data; }
 static inline float *tlm_pgrad(tlm_model *m, int idx) {
     if (idx < 0 || !m->grad_block || m->params[idx].grad_offset < 0) return NULL;
     return m->grad_block + m->params[idx].grad_offset;

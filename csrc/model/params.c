@@ -34,23 +34,40 @@ static tlm_status validate_config(const tlm_config *c) {
     return TLM_OK;
 }
 
-/* Appends one parameter to the table; returns its index. */
-static int add_param(tlm_model *m, const char *name, int64_t rows, int64_t cols, int decay) {
+/* Appends one parameter slot (data set by the caller); returns its index,
+ * or -1 when out of memory. The table grows; slots are addressed by index,
+ * so growing never invalidates anything held outside. */
+int tlm_model_add_param(tlm_model *m, const char *name, int64_t rows, int64_t cols, int decay) {
+    if (m->n_params == m->params_capacity) {
+        int64_t cap = m->params_capacity ? 2 * m->params_capacity : 64;
+        tlm_param_slot *grown = realloc(m->params, (size_t)cap * sizeof *grown);
+        if (!grown) return -1;
+        m->params = grown;
+        m->params_capacity = cap;
+    }
     tlm_param_slot *p = &m->params[m->n_params];
+    memset(p, 0, sizeof *p);
     p->name = strdup(name);
+    if (!p->name) return -1;
     p->ndim = cols > 0 ? 2 : 1;
     p->shape[0] = rows;
     p->shape[1] = cols > 0 ? cols : 0;
     p->numel = cols > 0 ? rows * cols : rows;
-    p->offset = m->param_numel;
     p->grad_offset = -1;
     p->trainable = 1;
     p->decay = decay;
-    m->param_numel += (p->numel + 15) & ~(int64_t)15; /* 64-byte aligned starts */
+    m->grads_planned = 0;
     return (int)m->n_params++;
 }
 
-static void build_table(tlm_model *m) {
+/* Base parameters: a slot each, laid out in one block afterwards. */
+static int add_param(tlm_model *m, const char *name, int64_t rows, int64_t cols, int decay) {
+    int i = tlm_model_add_param(m, name, rows, cols, decay);
+    if (i >= 0) m->param_numel += (m->params[i].numel + 15) & ~(int64_t)15; /* 64-byte aligned starts */
+    return i;
+}
+
+static int build_table(tlm_model *m) {
     const tlm_config *c = &m->cfg;
     int64_t D = c->hidden_size, F = c->intermediate_size;
     int64_t QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
@@ -61,7 +78,7 @@ static void build_table(tlm_model *m) {
         for (int r = 0; r < P_LAYER_ROLES; r++) lp[r] = -1;
 #define ADD(role, suffix, rows, cols, decay)                                              \
         snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix);      \
-        lp[role] = add_param(m, name, rows, cols, decay)
+        if ((lp[role] = add_param(m, name, rows, cols, decay)) < 0) return -1
         ADD(P_IN_NORM, "input_layernorm.weight", D, 0, 0);
         ADD(P_WQ, "self_attn.q_proj.weight", QD, D, 1);
         if (c->qkv_bias) { ADD(P_BQ, "self_attn.q_proj.bias", QD, 0, 0); }
@@ -82,6 +99,7 @@ static void build_table(tlm_model *m) {
     }
     m->final_norm = add_param(m, "model.norm.weight", D, 0, 0);
     m->lm_head = c->tie_word_embeddings ? m->embed : add_param(m, "lm_head.weight", c->vocab_size, D, 1);
+    return m->embed >= 0 && m->final_norm >= 0 && m->lm_head >= 0 ? 0 : -1;
 }
 
 tlm_status tlm_model_create(const tlm_config *cfg, tlm_model **out) {
@@ -90,19 +108,19 @@ tlm_status tlm_model_create(const tlm_config *cfg, tlm_model **out) {
     tlm_model *m = calloc(1, sizeof *m);
     if (!m) return tlm_fail(TLM_ENOMEM, "out of memory creating the model");
     m->cfg = *cfg;
-    int64_t max_params = 3 + cfg->n_layers * P_LAYER_ROLES;
-    m->params = calloc((size_t)max_params, sizeof *m->params);
+    m->active = -1;
     m->layer_params = calloc((size_t)cfg->n_layers, sizeof *m->layer_params);
     m->inv_freq = tlm_alloc((size_t)cfg->head_dim / 2 * sizeof(float));
-    if (!m->params || !m->layer_params || !m->inv_freq) goto oom;
-    build_table(m);
-    for (int64_t i = 0; i < m->n_params; i++)
-        if (!m->params[i].name) goto oom;
+    if (!m->layer_params || !m->inv_freq || build_table(m) < 0) goto oom;
     m->param_block = tlm_alloc((size_t)m->param_numel * sizeof(float));
     if (!m->param_block) {
         tlm_model_free(m);
         return tlm_fail(TLM_ENOMEM, "out of memory for %lld parameters (%.1f MB)", (long long)m->param_numel,
                         (double)m->param_numel * 4 / 1e6);
+    }
+    for (int64_t i = 0, at = 0; i < m->n_params; i++) {
+        m->params[i].data = m->param_block + at;
+        at += (m->params[i].numel + 15) & ~(int64_t)15;
     }
     tlm_rope_inv_freq(m->inv_freq, cfg->head_dim, cfg->rope_theta, cfg->rope_type, cfg->rope_factor,
                       cfg->rope_low_freq_factor, cfg->rope_high_freq_factor, cfg->rope_original_max_position);
@@ -124,6 +142,7 @@ void tlm_model_free(tlm_model *m) {
     tlm_free(m->grad_block);
     tlm_free(m->adam_m);
     tlm_free(m->adam_v);
+    tlm_lora_free_all(m);
     tlm_arena_release(m);
     free(m);
 }
@@ -142,7 +161,7 @@ tlm_status tlm_model_param(tlm_model *m, int64_t i, tlm_param *out) {
     out->shape[0] = p->shape[0];
     out->shape[1] = p->shape[1];
     out->numel = p->numel;
-    out->data = m->param_block + p->offset;
+    out->data = p->data;
     out->grad = tlm_pgrad(m, (int)i);
     out->adam_m = (m->adam_m && p->grad_offset >= 0) ? m->adam_m + p->grad_offset : NULL;
     out->adam_v = (m->adam_v && p->grad_offset >= 0) ? m->adam_v + p->grad_offset : NULL;

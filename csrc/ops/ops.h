@@ -82,4 +82,22 @@ void tlm_lmhead_ce_backward(float *dhv, float *dW, const float *hv, const int32_
                             const float *lse, float scale, int64_t Nv, int64_t D, int64_t V, int64_t Vc,
                             float *chunk);
 
+/* ---- LoRA low-rank path: y += scale * (x A^T) B^T, A [R,In], B [Out,R].
+ * xa [N,R] = x A^T is written (kept for backward). */
+void tlm_lora_forward(float *y, float *xa, const float *x, const float *A, const float *B, float scale, int64_t N,
+                      int64_t In, int64_t Out, int64_t R);
+/* dB += scale dy^T xa; dA += scale (dy B)^T x; dx = dx_beta dx + scale (dy B) A.
+ * t: [N,R] scratch. dx, dA or dB may be NULL. */
+void tlm_lora_backward(float *dx, float dx_beta, float *dA, float *dB, const float *dy, const float *x,
+                       const float *xa, const float *A, const float *B, float scale, int64_t N, int64_t In,
+                       int64_t Out, int64_t R, float *t);
+
+/* W [Out,In] += scale * B A (merging; a negative scale unmerges) */
+void tlm_lora_merge_weight(float *W, const float *A, const float *B, float scale, int64_t Out, int64_t In, int64_t R);
+
+/* ---- inverted dropout with a mask derived from (seed, key, index) */
+void tlm_dropout_forward(float *out, const float *x, int64_t n, float p, uint64_t seed, uint64_t key);
+/* dx += dout * mask / (1 - p), the same mask as tlm_dropout_forward(seed, key) */
+void tlm_dropout_backward_add(float *dx, const float *dout, int64_t n, float p, uint64_t seed, uint64_t key);
+
 #endif

@@ -2,12 +2,13 @@
 language models on a CPU, with the ecosystem's own file formats."""
 from tinylm._core import get_num_threads, set_num_threads
 from tinylm.errors import FormatError, NumericError, UnsupportedError
+from tinylm.evaluate import evaluate
 from tinylm.model import Model
 from tinylm.optim import AdamW, clip_grad_norm
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "AdamW", "clip_grad_norm", "set_num_threads", "get_num_threads",
+    "Model", "AdamW", "evaluate", "clip_grad_norm", "set_num_threads", "get_num_threads",
     "FormatError", "UnsupportedError", "NumericError", "__version__",
 ]

@@ -184,6 +184,9 @@ typedef enum {
     TLM_PROJ_Q, TLM_PROJ_K, TLM_PROJ_V, TLM_PROJ_O, TLM_PROJ_GATE, TLM_PROJ_UP, TLM_PROJ_DOWN, TLM_PROJ_COUNT
 } tlm_proj;
 
+/* In and out features of a projection under this config. */
+void tlm_proj_dims(const tlm_config *c, int proj, int64_t *in, int64_t *out);
+
 /* Adds a LoRA adapter. ranks and scales are [L * TLM_PROJ_COUNT]; rank 0
  * leaves that projection alone. Creates the parameters
  * "<module>.lora_A.<name>.weight" [R, In] and "<module>.lora_B.<name>.weight"
@@ -201,6 +204,10 @@ int tlm_lora_active(const tlm_model *m);
 tlm_status tlm_lora_merge(tlm_model *m);
 tlm_status tlm_lora_unmerge(tlm_model *m);
 int tlm_lora_merged(const tlm_model *m);
+/* out [Out, In] = W + scale * B A of one projection under the active
+ * adapter (W alone where it does not adapt that projection); the model's
+ * weights are left as they are. */
+tlm_status tlm_lora_merged_weight(tlm_model *m, int64_t layer, int proj, float *out);
 
 /* The counter each training loss() advances to key dropout masks; saving and
  * restoring it makes a resumed run draw the same masks. */

@@ -111,6 +111,8 @@ def resolve(config: LoraConfig, n_layers: int) -> tuple[np.ndarray, np.ndarray, 
     elif not isinstance(targets, str):
         raise ValueError(f"target_modules must be a list of names or a regex string, got {targets!r}")
     layers = config.layers_to_transform
+    if isinstance(config.target_modules, str) and layers is not None:
+        raise ValueError("layers_to_transform cannot be used when target_modules is a string (as in PEFT)")
     layers = None if layers is None else {layers} if isinstance(layers, int) else set(layers)
     if config.use_rslora and (config.rank_pattern or config.alpha_pattern):
         raise ValueError("use_rslora cannot be combined with rank_pattern or alpha_pattern (as in PEFT)")
@@ -217,6 +219,15 @@ class AdapterMixin:
 
     def unmerge_adapter(self) -> None:
         self._core.lora_unmerge()
+
+    def _merged_param(self, name: str) -> np.ndarray:
+        """A base weight with the active adapter folded in (a copy)."""
+        match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)\.weight", name)
+        if not match or match.group(2) not in PROJ_MODULES:
+            return self.param(name)
+        out = np.empty_like(self.param(name))
+        self._core.lora_merged_weight(int(match.group(1)), PROJ_MODULES.index(match.group(2)), out)
+        return out
 
     # ------------------------------------------------------------- PEFT files
     def save_adapter(self, path: str | os.PathLike, name: str | None = None) -> None:

@@ -86,13 +86,19 @@ class Model(AdapterMixin, GenerationMixin):
                 param[...] = 1.0 if name.endswith("norm.weight") else 0.0
         return model
 
-    def save_pretrained(self, path: str | os.PathLike, dtype: str = "float32", max_shard_size="5GB") -> None:
+    def save_pretrained(self, path: str | os.PathLike, dtype: str = "float32", max_shard_size="5GB",
+                        merged: bool = False) -> None:
         """Writes config.json and safetensors (sharded past max_shard_size) in
-        Hugging Face's layout. With dtype="float32" a reload is bit-identical;
-        "bfloat16" and "float16" round to nearest even. Every file is written
-        to a temporary name and renamed."""
+        Hugging Face's layout; adapters are not part of it (save_adapter writes
+        them). merged=True writes the base with the active adapter folded in
+        (W + scale * B A), leaving this model as it is. With dtype="float32" a
+        reload is bit-identical; "bfloat16" and "float16" round to nearest
+        even. Every file is written to a temporary name and renamed."""
         path = os.fspath(path)
-        named = [(name, self.param(name)) for name, *_ in self._table]
+        fold = merged and not self._core.lora_state()[1]
+        if fold and self.active_adapter is None:
+            raise ValueError("save_pretrained(merged=True) needs an active adapter")
+        named = [(name, self._merged_param(name) if fold else self.param(name)) for name in self.base_names()]
         checkpoint.save_weights(named, path, dtype=dtype, max_shard_size=max_shard_size)
         config = copy.deepcopy(self._config)
         for key in ("torch_dtype", "dtype"):
@@ -111,6 +117,10 @@ class Model(AdapterMixin, GenerationMixin):
 
     def parameter_names(self) -> list[str]:
         return [name for name, *_ in self._table]
+
+    def base_names(self) -> list[str]:
+        """Parameters of the base model (the Hugging Face checkpoint's tensors)."""
+        return [name for name in self.parameter_names() if ".lora_" not in name]
 
     def param(self, name: str) -> np.ndarray:
         """A writable float32 view of one parameter."""

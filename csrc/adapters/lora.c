@@ -158,6 +158,19 @@ tlm_status tlm_lora_unmerge(tlm_model *m) {
     return TLM_OK;
 }
 
+tlm_status tlm_lora_merged_weight(tlm_model *m, int64_t layer, int proj, float *out) {
+    if (layer < 0 || layer >= m->cfg.n_layers || proj < 0 || proj >= TLM_PROJ_COUNT)
+        return tlm_fail(TLM_EINVAL, "no projection %d in layer %lld", proj, (long long)layer);
+    int64_t in, n_out, i = layer * TLM_PROJ_COUNT + proj;
+    tlm_proj_dims(&m->cfg, proj, &in, &n_out);
+    memcpy(out, tlm_pdata(m, m->layer_params[layer][tlm_proj_weight_role(proj)]), (size_t)(in * n_out) * sizeof(float));
+    const tlm_lora *a = tlm_active_lora(m);
+    if (a && a->ranks[i])
+        tlm_lora_merge_weight(out, tlm_pdata(m, a->a_idx[i]), tlm_pdata(m, a->b_idx[i]), a->scales[i], n_out, in,
+                              a->ranks[i]);
+    return TLM_OK;
+}
+
 const tlm_lora *tlm_active_lora(const tlm_model *m) {
     return m->active >= 0 && !m->merged ? &m->adapters[m->active] : NULL;
 }

@@ -120,7 +120,6 @@ void tlm_lora_free_all(tlm_model *m);
 
 /* proj.c: a decoder projection (y = x W^T + b) plus the active LoRA path. */
 int tlm_proj_weight_role(int p);
-void tlm_proj_dims(const tlm_config *c, int p, int64_t *in, int64_t *out);
 const tlm_lora *tlm_active_lora(const tlm_model *m); /* NULL when none or merged */
 void tlm_proj_forward(tlm_model *m, int64_t l, int p, float *y, const float *x, int64_t N);
 /* dx = beta*dx + d/dx (dx may be NULL); grads of W, b, A, B accumulate. */

@@ -302,6 +302,23 @@ static PyObject *model_lora_unmerge(ModelObject *self, PyObject *noargs) {
     return model_lora_fold(self, tlm_lora_unmerge);
 }
 
+static PyObject *model_lora_merged_weight(ModelObject *self, PyObject *args) {
+    long long layer;
+    int proj;
+    PyObject *out_o;
+    if (!PyArg_ParseTuple(args, "LiO", &layer, &proj, &out_o)) return NULL;
+    CHECK_IDLE(self);
+    if (proj < 0 || proj >= TLM_PROJ_COUNT) return PyErr_Format(PyExc_ValueError, "no projection %d", proj);
+    int64_t in, n_out;
+    tlm_proj_dims(tlm_model_config(self->model), proj, &in, &n_out);
+    Py_buffer out;
+    if (tlm_py_get_buffer(out_o, 'f', (Py_ssize_t)(in * n_out), 1, "out", &out) < 0) return NULL;
+    tlm_status st = tlm_lora_merged_weight(self->model, layer, proj, out.buf);
+    PyBuffer_Release(&out);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
 static PyObject *model_lora_state(ModelObject *self, PyObject *noargs) {
     (void)noargs;
     CHECK_IDLE(self);
@@ -337,6 +354,8 @@ static PyMethodDef model_methods[] = {
     {"lora_set_active", (PyCFunction)model_lora_set_active, METH_O, "lora_set_active(id or -1)"},
     {"lora_merge", (PyCFunction)model_lora_merge, METH_NOARGS, "Fold the active adapter into the weights."},
     {"lora_unmerge", (PyCFunction)model_lora_unmerge, METH_NOARGS, "Take the merged adapter out again."},
+    {"lora_merged_weight", (PyCFunction)model_lora_merged_weight, METH_VARARGS,
+     "lora_merged_weight(layer, proj, out): out = W + scale B A, weights untouched"},
     {"lora_state", (PyCFunction)model_lora_state, METH_NOARGS, "(active id, merged)"},
     {"rng_counter", (PyCFunction)model_rng_counter, METH_VARARGS, "rng_counter() -> n; rng_counter(n) sets it"},
     {NULL, NULL, 0, NULL},

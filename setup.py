@@ -36,6 +36,7 @@ core = Extension(
     "tinylm._core",
     sources=sources,
     include_dirs=include_dirs,
+    define_macros=[("_DEFAULT_SOURCE", None)],  # POSIX (mmap, strdup, fsync) under -std=c11
     library_dirs=library_dirs,
     runtime_library_dirs=library_dirs,  # the OpenMP OpenBLAS lives outside the default search path
     libraries=libraries + ["m"],

@@ -172,6 +172,37 @@ tlm_status tlm_adamw_step(tlm_model *m, const tlm_adamw_hparams *hp, int64_t ste
  * by min(1, max_norm / (norm + 1e-6)) as torch.nn.utils.clip_grad_norm_. */
 tlm_status tlm_clip_grad_norm(tlm_model *m, float max_norm, float *norm);
 
+/* ------------------------------------------------------------------ LoRA */
+
+/* The adaptable projections of a decoder layer, in the order per-layer
+ * arrays use ([L * TLM_PROJ_COUNT], layer-major). */
+typedef enum {
+    TLM_PROJ_Q, TLM_PROJ_K, TLM_PROJ_V, TLM_PROJ_O, TLM_PROJ_GATE, TLM_PROJ_UP, TLM_PROJ_DOWN, TLM_PROJ_COUNT
+} tlm_proj;
+
+/* Adds a LoRA adapter. ranks and scales are [L * TLM_PROJ_COUNT]; rank 0
+ * leaves that projection alone. Creates the parameters
+ * "<module>.lora_A.<name>.weight" [R, In] and "<module>.lora_B.<name>.weight"
+ * [Out, R] (zeroed, trainable) in a block of the adapter's own, so existing
+ * parameters never move. Dropout p applies to the LoRA path's input only,
+ * during loss(); its masks derive from (seed, the model's RNG counter). */
+tlm_status tlm_lora_add(tlm_model *m, const char *name, const int64_t *ranks, const float *scales, float dropout,
+                        uint64_t seed, int *id);
+int tlm_lora_count(const tlm_model *m);
+/* Selects the adapter used by forward/loss/backward; -1 for none. */
+tlm_status tlm_lora_set_active(tlm_model *m, int id);
+int tlm_lora_active(const tlm_model *m);
+/* W += scale * B A for the active adapter (the LoRA path then stays off until
+ * unmerge, which subtracts it again). */
+tlm_status tlm_lora_merge(tlm_model *m);
+tlm_status tlm_lora_unmerge(tlm_model *m);
+int tlm_lora_merged(const tlm_model *m);
+
+/* The counter each training loss() advances to key dropout masks; saving and
+ * restoring it makes a resumed run draw the same masks. */
+uint64_t tlm_model_rng_counter(const tlm_model *m);
+void tlm_model_set_rng_counter(tlm_model *m, uint64_t counter);
+
 /* --- tokenizer --- */
 
 /* A BPE tokenizer read from Hugging Face's tokenizer.json (byte-level BPE as

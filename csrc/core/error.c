@@ -19,12 +19,14 @@ tlm_status tlm_fail(tlm_status st, const char *fmt, ...) {
 }
 
 tlm_status tlm_fail_context(tlm_status st, const char *fmt, ...) {
-    char prefix[512], old[sizeof last_error];
+    char combined[2 * sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    int n = vsnprintf(combined, sizeof last_error, fmt, ap);
     va_end(ap);
-    memcpy(old, last_error, sizeof old);
-    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old);
+    size_t at = n < 0 ? 0 : (size_t)n < sizeof last_error ? (size_t)n : sizeof last_error - 1;
+    snprintf(combined + at, sizeof combined - at, ": %s", last_error);
+    memcpy(last_error, combined, sizeof last_error - 1);
+    last_error[sizeof last_error - 1] = '\0';
     return st;
 }

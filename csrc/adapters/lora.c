@@ -1,0 +1,167 @@
+/* lora.c: LoRA adapters on a model: creating them, choosing the active one,
+ * merging it into the base weights and taking it out again.
+ *
+ * An adapter's A and B matrices are ordinary parameter slots (so gradients,
+ * AdamW, clipping and freezing treat them like any other parameter) whose
+ * data lives in a block owned by the adapter. */
+#include "core/internal.h"
+#include "model/model.h"
+#include "ops/ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const PROJ_MODULE[TLM_PROJ_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+};
+
+static void lora_free(tlm_lora *a) {
+    free(a->name);
+    free(a->ranks);
+    free(a->scales);
+    free(a->a_idx);
+    free(a->b_idx);
+    tlm_free(a->block);
+}
+
+void tlm_lora_free_all(tlm_model *m) {
+    for (int i = 0; i < m->n_adapters; i++) lora_free(&m->adapters[i]);
+    free(m->adapters);
+    m->adapters = NULL;
+    m->n_adapters = 0;
+}
+
+static tlm_status validate(const tlm_model *m, const char *name, const int64_t *ranks, const float *scales,
+                           float dropout) {
+    if (!name || !name[0] || strchr(name, '.'))
+        return tlm_fail(TLM_EINVAL, "adapter name \"%s\" must be non-empty and contain no '.'", name ? name : "");
+    for (int i = 0; i < m->n_adapters; i++)
+        if (strcmp(m->adapters[i].name, name) == 0)
+            return tlm_fail(TLM_EINVAL, "an adapter named \"%s\" already exists", name);
+    if (!(dropout >= 0.0f && dropout < 1.0f))
+        return tlm_fail(TLM_EINVAL, "LoRA dropout must be in [0, 1), got %g", (double)dropout);
+    int64_t n = m->cfg.n_layers * TLM_PROJ_COUNT, adapted = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (ranks[i] < 0)
+            return tlm_fail(TLM_EINVAL, "LoRA rank of layer %lld %s is negative", (long long)(i / TLM_PROJ_COUNT),
+                            PROJ_MODULE[i % TLM_PROJ_COUNT]);
+        if (ranks[i] > 0 && !isfinite(scales[i]))
+            return tlm_fail(TLM_EINVAL, "LoRA scale of layer %lld %s is not finite", (long long)(i / TLM_PROJ_COUNT),
+                            PROJ_MODULE[i % TLM_PROJ_COUNT]);
+        adapted += ranks[i] > 0;
+    }
+    if (!adapted) return tlm_fail(TLM_EINVAL, "adapter \"%s\" adapts no projection (every rank is 0)", name);
+    return TLM_OK;
+}
+
+tlm_status tlm_lora_add(tlm_model *m, const char *name, const int64_t *ranks, const float *scales, float dropout,
+                        uint64_t seed, int *id) {
+    TLM_TRY(validate(m, name, ranks, scales, dropout));
+    const tlm_config *c = &m->cfg;
+    int64_t n = c->n_layers * TLM_PROJ_COUNT;
+    tlm_lora *grown = realloc(m->adapters, (size_t)(m->n_adapters + 1) * sizeof *grown);
+    if (!grown) return tlm_fail(TLM_ENOMEM, "out of memory adding adapter \"%s\"", name);
+    m->adapters = grown;
+    tlm_lora *a = &m->adapters[m->n_adapters];
+    memset(a, 0, sizeof *a);
+    a->name = strdup(name);
+    a->dropout = dropout;
+    a->seed = seed;
+    a->ranks = malloc((size_t)n * sizeof *a->ranks);
+    a->scales = malloc((size_t)n * sizeof *a->scales);
+    a->a_idx = malloc((size_t)n * sizeof *a->a_idx);
+    a->b_idx = malloc((size_t)n * sizeof *a->b_idx);
+    if (!a->name || !a->ranks || !a->scales || !a->a_idx || !a->b_idx) goto oom;
+    memcpy(a->ranks, ranks, (size_t)n * sizeof *ranks);
+    memcpy(a->scales, scales, (size_t)n * sizeof *scales);
+
+    /* Slots first (in PEFT's order: A then B, layer by layer), then one block. */
+    int64_t first_slot = m->n_params, numel = 0;
+    char pname[256];
+    for (int64_t i = 0; i < n; i++) {
+        a->a_idx[i] = a->b_idx[i] = -1;
+        if (!ranks[i]) continue;
+        int64_t in, out, l = i / TLM_PROJ_COUNT;
+        tlm_proj_dims(c, (int)(i % TLM_PROJ_COUNT), &in, &out);
+        snprintf(pname, sizeof pname, "model.layers.%lld.%s.lora_A.%s.weight", (long long)l,
+                 PROJ_MODULE[i % TLM_PROJ_COUNT], name);
+        if ((a->a_idx[i] = tlm_model_add_param(m, pname, ranks[i], in, 1)) < 0) goto oom_slots;
+        snprintf(pname, sizeof pname, "model.layers.%lld.%s.lora_B.%s.weight", (long long)l,
+                 PROJ_MODULE[i % TLM_PROJ_COUNT], name);
+        if ((a->b_idx[i] = tlm_model_add_param(m, pname, out, ranks[i], 1)) < 0) goto oom_slots;
+        numel += ((ranks[i] * in + 15) & ~(int64_t)15) + ((out * ranks[i] + 15) & ~(int64_t)15);
+    }
+    a->block = tlm_alloc((size_t)numel * sizeof(float));
+    if (!a->block) goto oom_slots;
+    for (int64_t s = first_slot, at = 0; s < m->n_params; s++) {
+        m->params[s].data = a->block + at;
+        at += (m->params[s].numel + 15) & ~(int64_t)15;
+    }
+    *id = m->n_adapters++;
+    return TLM_OK;
+
+oom_slots:
+    while (m->n_params > first_slot) free(m->params[--m->n_params].name);
+oom:
+    lora_free(a);
+    return tlm_fail(TLM_ENOMEM, "out of memory adding adapter \"%s\"", name);
+}
+
+int tlm_lora_count(const tlm_model *m) { return m->n_adapters; }
+
+int tlm_lora_active(const tlm_model *m) { return m->active; }
+
+int tlm_lora_merged(const tlm_model *m) { return m->merged; }
+
+tlm_status tlm_lora_set_active(tlm_model *m, int id) {
+    if (id < -1 || id >= m->n_adapters)
+        return tlm_fail(TLM_EINVAL, "adapter id %d out of range [-1, %d)", id, m->n_adapters);
+    if (m->merged && id != m->active)
+        return tlm_fail(TLM_EINVAL, "adapter \"%s\" is merged into the weights: unmerge it before switching",
+                        m->adapters[m->active].name);
+    m->active = id;
+    m->have_loss = 0;
+    return TLM_OK;
+}
+
+/* W += sign * scale * B A over every adapted projection of the active adapter. */
+static tlm_status fold(tlm_model *m, float sign) {
+    if (m->active < 0) return tlm_fail(TLM_EINVAL, "no active adapter to merge");
+    const tlm_lora *a = &m->adapters[m->active];
+    const tlm_config *c = &m->cfg;
+    for (int64_t i = 0; i < c->n_layers * TLM_PROJ_COUNT; i++) {
+        if (!a->ranks[i]) continue;
+        int64_t in, out, l = i / TLM_PROJ_COUNT;
+        int p = (int)(i % TLM_PROJ_COUNT);
+        tlm_proj_dims(c, p, &in, &out);
+        float *W = tlm_pdata(m, m->layer_params[l][tlm_proj_weight_role(p)]);
+        tlm_lora_merge_weight(W, tlm_pdata(m, a->a_idx[i]), tlm_pdata(m, a->b_idx[i]), sign * a->scales[i], out, in,
+                              a->ranks[i]);
+    }
+    m->have_loss = 0;
+    return TLM_OK;
+}
+
+tlm_status tlm_lora_merge(tlm_model *m) {
+    if (m->merged) return tlm_fail(TLM_EINVAL, "adapter \"%s\" is already merged", m->adapters[m->active].name);
+    TLM_TRY(fold(m, 1.0f));
+    m->merged = 1;
+    return TLM_OK;
+}
+
+tlm_status tlm_lora_unmerge(tlm_model *m) {
+    if (!m->merged) return tlm_fail(TLM_EINVAL, "no adapter is merged");
+    TLM_TRY(fold(m, -1.0f));
+    m->merged = 0;
+    return TLM_OK;
+}
+
+const tlm_lora *tlm_active_lora(const tlm_model *m) {
+    return m->active >= 0 && !m->merged ? &m->adapters[m->active] : NULL;
+}
+
+uint64_t tlm_model_rng_counter(const tlm_model *m) { return m->rng_counter; }
+
+void tlm_model_set_rng_counter(tlm_model *m, uint64_t counter) { m->rng_counter = counter; }

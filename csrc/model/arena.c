@@ -1,0 +1,175 @@
+/* arena.c: one block for all activations of a (B, T) step.
+ *
+ * The layout is computed by walking the same list twice: once to measure,
+ * once to hand out pointers. The block only grows; a step with the same (or
+ * smaller) shape reuses it, so the training loop never allocates. */
+#include "core/internal.h"
+#include "model/model.h"
+#include "ops/ops.h"
+
+#include <omp.h>
+
+typedef struct {
+    char *base; /* NULL while measuring */
+    size_t used;
+} bump;
+
+static void *take(bump *b, size_t bytes) {
+    size_t at = (b->used + 63) & ~(size_t)63;
+    b->used = at + bytes;
+    return b->base ? b->base + at : NULL;
+}
+
+#define TAKE_F(b, n) ((float *)take((b), (size_t)(n) * sizeof(float)))
+#define TAKE_I(b, n) ((int32_t *)take((b), (size_t)(n) * sizeof(int32_t)))
+
+/* Arrays of per-layer pointers live in the arena too. */
+static float **take_layer_ptrs(bump *b, int64_t count) { return (float **)take(b, (size_t)count * sizeof(float *)); }
+
+/* Vocabulary chunk width: about 4M logits per chunk, at least 256 columns. */
+static int64_t chunk_width(int64_t N, int64_t V) {
+    int64_t vc = ((int64_t)1 << 22) / (N > 0 ? N : 1);
+    vc = vc < 256 ? 256 : vc;
+    vc = (vc + 15) & ~(int64_t)15;
+    return vc < V ? vc : V;
+}
+
+/* The active adapter's x A^T per adapted projection (kept per layer in
+ * training, one shared buffer otherwise) and its dropout/backward scratch. */
+static void layout_lora(tlm_model *m, tlm_arena *a, bump *b) {
+    const tlm_config *c = &m->cfg;
+    const tlm_lora *lora = tlm_active_lora(m);
+    int64_t N = a->B * a->T, n = c->n_layers * TLM_PROJ_COUNT;
+    a->lora_active = lora ? m->active : -1;
+    a->xa = take_layer_ptrs(b, n);
+    a->lora_in = a->lora_t = a->lora_dx = NULL;
+    if (!lora) {
+        if (b->base)
+            for (int64_t i = 0; i < n; i++) a->xa[i] = NULL;
+        return;
+    }
+    int64_t max_r = 0, max_in = tlm_max_i64(c->hidden_size, tlm_max_i64(c->intermediate_size,
+                                                                          c->n_heads * c->head_dim));
+    for (int64_t i = 0; i < n; i++) max_r = tlm_max_i64(max_r, lora->ranks[i]);
+    float *shared = a->train ? NULL : TAKE_F(b, N * max_r);
+    for (int64_t i = 0; i < n; i++) {
+        float *xa = !lora->ranks[i] ? NULL : a->train ? TAKE_F(b, N * lora->ranks[i]) : shared;
+        if (b->base) a->xa[i] = xa;
+    }
+    if (a->train) {
+        a->lora_t = TAKE_F(b, N * max_r);
+        if (lora->dropout > 0.0f) {
+            a->lora_in = TAKE_F(b, N * max_in);
+            a->lora_dx = TAKE_F(b, N * max_in);
+        }
+    }
+}
+
+static void layout(tlm_model *m, tlm_arena *a, bump *b) {
+    const tlm_config *c = &m->cfg;
+    int64_t N = a->B * a->T, D = c->hidden_size, F = c->intermediate_size, L = c->n_layers;
+    int64_t QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim, E = c->head_dim;
+    int64_t slots = a->train ? L : 1; /* saved tensors per layer, or one shared set */
+
+    a->ids = TAKE_I(b, N);
+    a->mask = TAKE_I(b, N);
+    a->pos = TAKE_I(b, N);
+    a->targets = TAKE_I(b, N);
+    a->cos_t = TAKE_F(b, N * E / 2);
+    a->sin_t = TAKE_F(b, N * E / 2);
+
+    a->xs = take_layer_ptrs(b, L + 1);
+    a->rstd1 = take_layer_ptrs(b, L);
+    a->rstd2 = take_layer_ptrs(b, L);
+    a->q = take_layer_ptrs(b, L);
+    a->k = take_layer_ptrs(b, L);
+    a->v = take_layer_ptrs(b, L);
+    a->o = take_layer_ptrs(b, L);
+    a->lse = take_layer_ptrs(b, L);
+    a->xmid = take_layer_ptrs(b, L);
+    a->g = take_layer_ptrs(b, L);
+    a->u = take_layer_ptrs(b, L);
+    float *xs_block = TAKE_F(b, (a->train ? L + 1 : 2) * N * D);
+    for (int64_t s = 0; s < slots; s++) {
+        float *rstd1 = TAKE_F(b, N), *rstd2 = TAKE_F(b, N);
+        float *q = TAKE_F(b, N * QD), *k = TAKE_F(b, N * KD), *v = TAKE_F(b, N * KD), *o = TAKE_F(b, N * QD);
+        float *lse = TAKE_F(b, a->B * c->n_heads * a->T);
+        float *xmid = TAKE_F(b, N * D), *g = TAKE_F(b, N * F), *u = TAKE_F(b, N * F);
+        if (!b->base) continue;
+        for (int64_t l = s; l < L; l += slots) {
+            a->rstd1[l] = rstd1, a->rstd2[l] = rstd2, a->q[l] = q, a->k[l] = k, a->v[l] = v, a->o[l] = o;
+            a->lse[l] = lse, a->xmid[l] = xmid, a->g[l] = g, a->u[l] = u;
+        }
+    }
+    if (b->base)
+        for (int64_t l = 0; l <= L; l++) a->xs[l] = xs_block + (a->train ? l : l % 2) * N * D;
+    a->rstd_f = TAKE_F(b, N);
+    a->h_f = TAKE_F(b, N * D);
+
+    a->h = TAKE_F(b, N * D);
+    a->a = TAKE_F(b, N * D);
+    a->m = TAKE_F(b, N * F);
+    a->attn_scratch = TAKE_F(b, (int64_t)a->nthreads * tlm_attention_scratch_floats(a->T));
+    a->norm_scratch = TAKE_F(b, (int64_t)a->nthreads * D);
+
+    layout_lora(m, a, b);
+
+    if (a->train) {
+        a->dx = TAKE_F(b, N * D);
+        a->dh = TAKE_F(b, N * D);
+        a->dq = TAKE_F(b, N * QD);
+        a->dk = TAKE_F(b, N * KD);
+        a->dv = TAKE_F(b, N * KD);
+        a->dout_attn = TAKE_F(b, N * QD);
+        a->dk_heads = TAKE_F(b, N * QD);
+        a->dv_heads = TAKE_F(b, N * QD);
+        a->dg = TAKE_F(b, N * F);
+        a->du = TAKE_F(b, N * F);
+        a->dm = TAKE_F(b, N * F);
+        a->valid_rows = TAKE_I(b, N);
+        a->tv = TAKE_I(b, N);
+        a->hv = TAKE_F(b, N * D);
+        a->dhv = TAKE_F(b, N * D);
+        a->ce_lse = TAKE_F(b, N);
+        a->ce_acc = (double *)take(b, (size_t)(2 * N) * sizeof(double));
+        a->Vc = chunk_width(N, c->vocab_size);
+        a->ce_chunk = TAKE_F(b, N * a->Vc);
+    }
+}
+
+tlm_status tlm_arena_plan(tlm_model *m, int64_t B, int64_t T, int train) {
+    if (B <= 0 || T <= 0)
+        return tlm_fail(TLM_EINVAL, "batch and sequence length must be > 0, got B=%lld T=%lld", (long long)B,
+                        (long long)T);
+    tlm_arena *a = &m->arena;
+    int nthreads = omp_get_max_threads();
+    const tlm_lora *lora = tlm_active_lora(m);
+    if (m->arena_block && a->B == B && a->T == T && a->train == train && a->nthreads == nthreads &&
+        a->lora_active == (lora ? m->active : -1))
+        return TLM_OK;
+    tlm_arena next = {.B = B, .T = T, .train = train, .nthreads = nthreads};
+    bump measure = {NULL, 0};
+    layout(m, &next, &measure);
+    if (measure.used > m->arena_capacity) {
+        tlm_free(m->arena_block);
+        m->arena_block = tlm_alloc(measure.used);
+        m->arena_capacity = m->arena_block ? measure.used : 0;
+        if (!m->arena_block) {
+            m->arena.B = 0;
+            return tlm_fail(TLM_ENOMEM, "out of memory for activations of B=%lld T=%lld (%.1f MB)", (long long)B,
+                            (long long)T, (double)measure.used / 1e6);
+        }
+    }
+    bump place = {m->arena_block, 0};
+    layout(m, &next, &place);
+    next.bytes = place.used;
+    *a = next;
+    m->have_loss = 0;
+    return TLM_OK;
+}
+
+void tlm_arena_release(tlm_model *m) {
+    tlm_free(m->arena_block);
+    m->arena_block = NULL;
+    m->arena_capacity = 0;
+}

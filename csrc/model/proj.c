@@ -1,0 +1,70 @@
+/* proj.c: one projection of a decoder layer, y = x W^T + b, plus the active
+ * LoRA adapter's low-rank path when it adapts this projection. Forward and
+ * backward of the decoder (and later generation) go through here, so base
+ * weight storage and adapters are handled in one place. */
+#include "core/internal.h"
+#include "model/model.h"
+#include "ops/ops.h"
+
+static const int WEIGHT_ROLE[TLM_PROJ_COUNT] = {P_WQ, P_WK, P_WV, P_WO, P_WG, P_WU, P_WD};
+static const int BIAS_ROLE[TLM_PROJ_COUNT] = {P_BQ, P_BK, P_BV, P_BO, P_BG, P_BU, P_BD};
+
+int tlm_proj_weight_role(int p) { return WEIGHT_ROLE[p]; }
+
+void tlm_proj_dims(const tlm_config *c, int p, int64_t *in, int64_t *out) {
+    int64_t D = c->hidden_size, F = c->intermediate_size;
+    int64_t QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
+    switch (p) {
+    case TLM_PROJ_Q: *in = D, *out = QD; break;
+    case TLM_PROJ_K: case TLM_PROJ_V: *in = D, *out = KD; break;
+    case TLM_PROJ_O: *in = QD, *out = D; break;
+    case TLM_PROJ_GATE: case TLM_PROJ_UP: *in = D, *out = F; break;
+    default: *in = F, *out = D; break;
+    }
+}
+
+/* Dropout keys differ per step, layer and projection. */
+static uint64_t dropout_key(const tlm_model *m, int64_t l, int p) {
+    return (m->arena.dropout_key * (uint64_t)m->cfg.n_layers + (uint64_t)l) * TLM_PROJ_COUNT + (uint64_t)p;
+}
+
+/* The LoRA path's input: x itself, or dropout(x) in a training step. */
+static const float *lora_input(tlm_model *m, const tlm_lora *a, int64_t l, int p, const float *x, int64_t n) {
+    if (a->dropout == 0.0f || !m->arena.train) return x;
+    tlm_dropout_forward(m->arena.lora_in, x, n, a->dropout, a->seed, dropout_key(m, l, p));
+    return m->arena.lora_in;
+}
+
+void tlm_proj_forward(tlm_model *m, int64_t l, int p, float *y, const float *x, int64_t N) {
+    int64_t in, out;
+    tlm_proj_dims(&m->cfg, p, &in, &out);
+    tlm_linear_forward(y, x, tlm_pdata(m, m->layer_params[l][WEIGHT_ROLE[p]]),
+                       tlm_pdata(m, m->layer_params[l][BIAS_ROLE[p]]), N, in, out);
+    const tlm_lora *a = tlm_active_lora(m);
+    int64_t i = l * TLM_PROJ_COUNT + p;
+    if (!a || !a->ranks[i]) return;
+    const float *xin = lora_input(m, a, l, p, x, N * in);
+    tlm_lora_forward(y, m->arena.xa[i], xin, tlm_pdata(m, a->a_idx[i]), tlm_pdata(m, a->b_idx[i]), a->scales[i], N,
+                     in, out, a->ranks[i]);
+}
+
+void tlm_proj_backward(tlm_model *m, int64_t l, int p, float *dx, float beta, const float *dy, const float *x,
+                       int64_t N) {
+    int64_t in, out;
+    tlm_proj_dims(&m->cfg, p, &in, &out);
+    int w = m->layer_params[l][WEIGHT_ROLE[p]], b = m->layer_params[l][BIAS_ROLE[p]];
+    tlm_linear_backward(dx, beta, tlm_pgrad(m, w), tlm_pgrad(m, b), dy, x, tlm_pdata(m, w), N, in, out);
+    const tlm_lora *a = tlm_active_lora(m);
+    int64_t i = l * TLM_PROJ_COUNT + p;
+    if (!a || !a->ranks[i]) return;
+    float *dA = tlm_pgrad(m, a->a_idx[i]), *dB = tlm_pgrad(m, a->b_idx[i]);
+    if (!dA && !dB && !dx) return;
+    tlm_arena *ar = &m->arena;
+    const float *xin = lora_input(m, a, l, p, x, N * in); /* the forward's mask, regenerated */
+    int dropped = xin != x;
+    /* Without dropout the GEMM adds into dx; with it, the mask applies first. */
+    tlm_lora_backward(dropped ? (dx ? ar->lora_dx : NULL) : dx, dropped ? 0.0f : 1.0f, dA, dB, dy, xin, ar->xa[i],
+                      tlm_pdata(m, a->a_idx[i]), tlm_pdata(m, a->b_idx[i]), a->scales[i], N, in, out, a->ranks[i],
+                      ar->lora_t);
+    if (dx && dropped) tlm_dropout_backward_add(dx, ar->lora_dx, N * in, a->dropout, a->seed, dropout_key(m, l, p));
+}

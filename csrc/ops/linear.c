@@ -1,0 +1,33 @@
+/* linear.c: y = x W^T + b with OpenBLAS GEMMs (W is [out, in] as in PyTorch). */
+#include "ops/ops.h"
+
+#include <cblas.h>
+
+void tlm_linear_forward(float *y, const float *x, const float *W, const float *b, int64_t N, int64_t In, int64_t Out) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)N, (blasint)Out, (blasint)In, 1.0f, x, (blasint)In,
+                W, (blasint)In, 0.0f, y, (blasint)Out);
+    if (b) {
+        #pragma omp parallel for schedule(static)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < Out; o++) y[n * Out + o] += b[o];
+    }
+}
+
+void tlm_linear_backward(float *dx, float beta, float *dW, float *db, const float *dy, const float *x,
+                         const float *W, int64_t N, int64_t In, int64_t Out) {
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)N, (blasint)In, (blasint)Out, 1.0f, dy,
+                    (blasint)Out, W, (blasint)In, beta, dx, (blasint)In);
+    if (dW)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)Out, (blasint)In, (blasint)N, 1.0f, dy,
+                    (blasint)Out, x, (blasint)In, 1.0f, dW, (blasint)In);
+    if (db) {
+        /* Threads own column blocks; rows are summed in order. */
+        #pragma omp parallel for schedule(static)
+        for (int64_t o0 = 0; o0 < Out; o0 += 64) {
+            int64_t o1 = o0 + 64 < Out ? o0 + 64 : Out;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t o = o0; o < o1; o++) db[o] += dy[n * Out + o];
+        }
+    }
+}

@@ -1,0 +1,266 @@
+/* py_model.c: tinylm._core.Model, a thin handle on tlm_model.
+ * Argument checks and GIL handling only; the math is in csrc/ops. */
+#include "py/common.h"
+
+typedef struct {
+    PyObject_HEAD
+    tlm_model *model;
+    int busy; /* a call is running with the GIL released */
+} ModelObject;
+
+#define CHECK_IDLE(self)                                                                          \
+    do {                                                                                          \
+        if (!(self)->model) {                                                                     \
+            PyErr_SetString(PyExc_RuntimeError, "the model was not initialised");                 \
+            return NULL;                                                                          \
+        }                                                                                         \
+        if ((self)->busy) {                                                                       \
+            PyErr_SetString(PyExc_RuntimeError, "the model is busy in another thread");           \
+            return NULL;                                                                          \
+        }                                                                                         \
+    } while (0)
+
+static int model_init(ModelObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"arch", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                             "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps",
+                             "rope_theta", "rope_type", "rope_factor", "rope_low_freq_factor",
+                             "rope_high_freq_factor", "rope_original_max_position", "tie_word_embeddings",
+                             "qkv_bias", "o_bias", "mlp_bias", NULL};
+    tlm_config c = {0};
+    int arch, rope_type;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLLLLLLLffifffLpppp", kwlist, &arch, &c.vocab_size,
+                                     &c.hidden_size, &c.intermediate_size, &c.n_layers, &c.n_heads, &c.n_kv_heads,
+                                     &c.head_dim, &c.rms_norm_eps, &c.rope_theta, &rope_type, &c.rope_factor,
+                                     &c.rope_low_freq_factor, &c.rope_high_freq_factor,
+                                     &c.rope_original_max_position, &c.tie_word_embeddings, &c.qkv_bias, &c.o_bias,
+                                     &c.mlp_bias))
+        return -1;
+    c.arch = (tlm_arch)arch;
+    c.rope_type = (tlm_rope_type)rope_type;
+    if (self->model) tlm_model_free(self->model), self->model = NULL;
+    tlm_status st = tlm_model_create(&c, &self->model);
+    if (st != TLM_OK) { tlm_py_raise(st); return -1; }
+    return 0;
+}
+
+static void model_dealloc(ModelObject *self) {
+    tlm_model_free(self->model);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int get_param(ModelObject *self, PyObject *arg, tlm_param *p) {
+    if (!self->model) {
+        PyErr_SetString(PyExc_RuntimeError, "the model was not initialised");
+        return -1;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i == -1 && PyErr_Occurred()) return -1;
+    tlm_status st = tlm_model_param(self->model, i, p);
+    if (st != TLM_OK) { tlm_py_raise(st); return -1; }
+    return 0;
+}
+
+static PyObject *model_params(ModelObject *self, PyObject *noargs) {
+    (void)noargs;
+    CHECK_IDLE(self);
+    int64_t n = tlm_model_n_params(self->model);
+    PyObject *list = PyList_New(n);
+    if (!list) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        tlm_param p;
+        tlm_model_param(self->model, i, &p);
+        PyObject *shape = p.ndim == 2 ? Py_BuildValue("(LL)", p.shape[0], p.shape[1]) : Py_BuildValue("(L)", p.shape[0]);
+        PyObject *item = shape ? Py_BuildValue("(sNOO)", p.name, shape, p.trainable ? Py_True : Py_False,
+                                               p.decay ? Py_True : Py_False) : NULL;
+        if (!item) { Py_DECREF(list); return NULL; }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+static PyObject *model_param(ModelObject *self, PyObject *arg) {
+    tlm_param p;
+    if (get_param(self, arg, &p) < 0) return NULL;
+    return tlm_py_view((PyObject *)self, p.data, "f", 4, p.ndim, p.shape, 1);
+}
+
+static PyObject *model_grad(ModelObject *self, PyObject *arg) {
+    tlm_param p;
+    if (get_param(self, arg, &p) < 0) return NULL;
+    if (!p.grad) Py_RETURN_NONE;
+    return tlm_py_view((PyObject *)self, p.grad, "f", 4, p.ndim, p.shape, 1);
+}
+
+static PyObject *model_adam_state(ModelObject *self, PyObject *arg) {
+    tlm_param p;
+    if (get_param(self, arg, &p) < 0) return NULL;
+    if (!p.adam_m) Py_RETURN_NONE;
+    PyObject *m = tlm_py_view((PyObject *)self, p.adam_m, "f", 4, p.ndim, p.shape, 1);
+    PyObject *v = m ? tlm_py_view((PyObject *)self, p.adam_v, "f", 4, p.ndim, p.shape, 1) : NULL;
+    if (!v) { Py_XDECREF(m); return NULL; }
+    return Py_BuildValue("(NN)", m, v);
+}
+
+static PyObject *model_set_flag(ModelObject *self, PyObject *args, tlm_status (*set)(tlm_model *, int64_t, int)) {
+    Py_ssize_t i;
+    int flag;
+    if (!PyArg_ParseTuple(args, "np", &i, &flag)) return NULL;
+    CHECK_IDLE(self);
+    tlm_status st = set(self->model, i, flag);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_set_trainable(ModelObject *self, PyObject *args) {
+    return model_set_flag(self, args, tlm_model_set_trainable);
+}
+
+static PyObject *model_set_decay(ModelObject *self, PyObject *args) {
+    return model_set_flag(self, args, tlm_model_set_decay);
+}
+
+/* Optional [B,T] int32 buffer argument; Py_None gives NULL. */
+static int optional_ids(PyObject *obj, Py_ssize_t n, const char *what, Py_buffer *view, const int32_t **out) {
+    *out = NULL;
+    if (obj == Py_None) return 0;
+    if (tlm_py_get_buffer(obj, 'i', n, 0, what, view) < 0) return -1;
+    *out = view->buf;
+    return 0;
+}
+
+static PyObject *model_forward(ModelObject *self, PyObject *args) {
+    PyObject *ids_o, *mask_o, *pos_o, *out_o;
+    long long B, T;
+    if (!PyArg_ParseTuple(args, "OOOLLO", &ids_o, &mask_o, &pos_o, &B, &T, &out_o)) return NULL;
+    CHECK_IDLE(self);
+    Py_ssize_t V = (Py_ssize_t)tlm_model_config(self->model)->vocab_size;
+    Py_buffer ids = {0}, mask = {0}, pos = {0}, out = {0};
+    const int32_t *mask_p, *pos_p;
+    PyObject *result = NULL;
+    if (tlm_py_get_buffer(ids_o, 'i', B * T, 0, "input_ids", &ids) < 0) return NULL;
+    if (optional_ids(mask_o, B * T, "attention_mask", &mask, &mask_p) < 0) goto done;
+    if (optional_ids(pos_o, B * T, "position_ids", &pos, &pos_p) < 0) goto done;
+    if (tlm_py_get_buffer(out_o, 'f', B * T * V, 1, "logits", &out) < 0) goto done;
+    tlm_status st;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = tlm_model_forward(self->model, ids.buf, mask_p, pos_p, B, T, out.buf);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    result = st == TLM_OK ? (Py_INCREF(Py_None), Py_None) : tlm_py_raise(st);
+done:
+    PyBuffer_Release(&ids);
+    if (mask.obj) PyBuffer_Release(&mask);
+    if (pos.obj) PyBuffer_Release(&pos);
+    if (out.obj) PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *model_loss(ModelObject *self, PyObject *args) {
+    PyObject *ids_o, *labels_o, *mask_o, *pos_o;
+    long long B, T;
+    if (!PyArg_ParseTuple(args, "OOOOLL", &ids_o, &labels_o, &mask_o, &pos_o, &B, &T)) return NULL;
+    CHECK_IDLE(self);
+    Py_buffer ids = {0}, labels = {0}, mask = {0}, pos = {0};
+    const int32_t *mask_p, *pos_p;
+    PyObject *result = NULL;
+    if (tlm_py_get_buffer(ids_o, 'i', B * T, 0, "input_ids", &ids) < 0) return NULL;
+    if (tlm_py_get_buffer(labels_o, 'i', B * T, 0, "labels", &labels) < 0) goto done;
+    if (optional_ids(mask_o, B * T, "attention_mask", &mask, &mask_p) < 0) goto done;
+    if (optional_ids(pos_o, B * T, "position_ids", &pos, &pos_p) < 0) goto done;
+    float loss = 0.0f;
+    int64_t n = 0;
+    tlm_status st;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = tlm_model_loss(self->model, ids.buf, labels.buf, mask_p, pos_p, B, T, &loss, &n);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    result = st == TLM_OK ? Py_BuildValue("(dL)", (double)loss, (long long)n) : tlm_py_raise(st);
+done:
+    PyBuffer_Release(&ids);
+    if (labels.obj) PyBuffer_Release(&labels);
+    if (mask.obj) PyBuffer_Release(&mask);
+    if (pos.obj) PyBuffer_Release(&pos);
+    return result;
+}
+
+static PyObject *model_backward(ModelObject *self, PyObject *arg) {
+    double scale = PyFloat_AsDouble(arg);
+    if (scale == -1.0 && PyErr_Occurred()) return NULL;
+    CHECK_IDLE(self);
+    tlm_status st;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = tlm_model_backward(self->model, (float)scale);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_zero_grad(ModelObject *self, PyObject *noargs) {
+    (void)noargs;
+    CHECK_IDLE(self);
+    tlm_model_zero_grad(self->model);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_adamw_step(ModelObject *self, PyObject *args) {
+    tlm_adamw_hparams hp;
+    long long step;
+    if (!PyArg_ParseTuple(args, "fffffL", &hp.lr, &hp.beta1, &hp.beta2, &hp.eps, &hp.weight_decay, &step))
+        return NULL;
+    CHECK_IDLE(self);
+    tlm_status st;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = tlm_adamw_step(self->model, &hp, step);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_clip_grad_norm(ModelObject *self, PyObject *arg) {
+    double max_norm = PyFloat_AsDouble(arg);
+    if (max_norm == -1.0 && PyErr_Occurred()) return NULL;
+    CHECK_IDLE(self);
+    float norm = 0.0f;
+    tlm_status st = tlm_clip_grad_norm(self->model, (float)max_norm, &norm);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    return PyFloat_FromDouble((double)norm);
+}
+
+static PyMethodDef model_methods[] = {
+    {"params", (PyCFunction)model_params, METH_NOARGS, "[(name, shape, trainable, decay)] in table order."},
+    {"param", (PyCFunction)model_param, METH_O, "A writable float32 view of parameter i."},
+    {"grad", (PyCFunction)model_grad, METH_O, "A view of parameter i's gradient, or None."},
+    {"adam_state", (PyCFunction)model_adam_state, METH_O, "(m, v) views of parameter i's AdamW moments, or None."},
+    {"set_trainable", (PyCFunction)model_set_trainable, METH_VARARGS, "set_trainable(i, flag)"},
+    {"set_decay", (PyCFunction)model_set_decay, METH_VARARGS, "set_decay(i, flag)"},
+    {"forward", (PyCFunction)model_forward, METH_VARARGS, "forward(ids, mask, pos, B, T, logits_out)"},
+    {"loss", (PyCFunction)model_loss, METH_VARARGS, "loss(ids, labels, mask, pos, B, T) -> (loss, n_tokens)"},
+    {"backward", (PyCFunction)model_backward, METH_O, "backward(scale): grads += scale * d(last loss)"},
+    {"zero_grad", (PyCFunction)model_zero_grad, METH_NOARGS, "Zero every gradient."},
+    {"adamw_step", (PyCFunction)model_adamw_step, METH_VARARGS, "adamw_step(lr, beta1, beta2, eps, wd, step)"},
+    {"clip_grad_norm", (PyCFunction)model_clip_grad_norm, METH_O, "clip_grad_norm(max_norm) -> total norm"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ModelType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tinylm._core.Model",
+    .tp_basicsize = sizeof(ModelObject),
+    .tp_dealloc = (destructor)model_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A decoder model in the C core (see tinylm.Model for the public API).",
+    .tp_methods = model_methods,
+    .tp_init = (initproc)model_init,
+    .tp_new = PyType_GenericNew,
+};
+
+int tlm_py_init_model(PyObject *module) {
+    if (PyType_Ready(&ModelType) < 0) return -1;
+    return PyModule_AddObjectRef(module, "Model", (PyObject *)&ModelType);
+}

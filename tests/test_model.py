@@ -1,0 +1,148 @@
+"""tinylm's forward, loss and every gradient against transformers itself."""
+import numpy as np
+import pytest
+import torch
+
+import tinylm
+from hf_models import CONFIGS, assert_close, batch, build, load_reference, reference_outputs, save
+
+# (config, dtype saved, max_shard_size): every config in f32 in one file, and
+# the half-precision and sharded layouts on configs with different features.
+CASES = [(name, torch.float32, None) for name in CONFIGS] + [
+    ("llama_gqa", torch.bfloat16, None),
+    ("qwen2_bias", torch.float16, None),
+    ("llama_head_dim", torch.float32, "60KB"),
+    ("llama_mqa_tied", torch.bfloat16, "40KB"),
+]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{str(c[1])[6:]}-{'sharded' if c[2] else 'single'}")
+def saved(request, tmp_path_factory):
+    name, dtype, shard = request.param
+    path = tmp_path_factory.mktemp(name)
+    save(build(name), path, dtype=dtype, max_shard_size=shard)
+    if shard:
+        assert (path / "model.safetensors.index.json").exists(), "the case must really be sharded"
+    return path
+
+
+def test_logits_loss_and_grads_match_transformers(saved):
+    ids, mask, labels = batch(B=3, T=37)
+    ref = load_reference(saved)
+    ref_logits, ref_loss, ref_grads = reference_outputs(ref, ids, mask, labels)
+
+    model = tinylm.Model.from_pretrained(saved)
+    assert_close(model.forward(ids, attention_mask=mask), ref_logits, what="logits")
+    loss = model.loss(ids, labels, attention_mask=mask)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    assert model.last_num_tokens == int((labels[:, 1:] != -100).sum())
+    model.zero_grad()
+    model.backward()
+    grads = model.grads()
+    assert set(grads) == set(ref_grads)
+    for name, expected in ref_grads.items():
+        assert_close(grads[name], expected, what=name)
+
+
+def test_loaded_weights_equal_saved_ones(saved):
+    ref = load_reference(saved)
+    model = tinylm.Model.from_pretrained(saved)
+    state = model.state_dict()
+    for name, tensor in ref.state_dict().items():
+        if name in state:
+            np.testing.assert_array_equal(state[name], tensor.numpy(), err_msg=name)
+
+
+def test_position_ids_and_no_mask():
+    model_hf = build("llama_gqa")
+    ids = np.random.default_rng(3).integers(0, 200, size=(2, 19))
+    pos = np.stack([np.arange(19) + 5, np.arange(19)])
+    with torch.no_grad():
+        ref = model_hf(input_ids=torch.from_numpy(ids), position_ids=torch.from_numpy(pos)).logits.numpy()
+    model = tinylm.Model(model_hf.config.to_dict() | {"architectures": ["LlamaForCausalLM"]})
+    model.load_state_dict({k: v.numpy() for k, v in model_hf.state_dict().items()})
+    assert_close(model.forward(ids, position_ids=pos), ref, what="logits with position_ids")
+
+
+def test_backward_accumulates_until_zero_grad():
+    model_hf = build("qwen2_bias")
+    model = tinylm.Model(model_hf.config.to_dict() | {"architectures": ["Qwen2ForCausalLM"]})
+    model.load_state_dict({k: v.numpy() for k, v in model_hf.state_dict().items()}, strict=False)
+    ids, mask, labels = batch(B=2, T=11)
+    model.loss(ids, labels, mask)
+    model.zero_grad()
+    model.backward()
+    once = {k: v.copy() for k, v in model.grads().items()}
+    model.backward(scale=0.5)
+    for name, g in model.grads().items():
+        assert_close(g, 1.5 * once[name], rtol=1e-5, what=name)
+
+
+def test_frozen_parameters_get_no_gradient_and_the_rest_still_match(tmp_path):
+    save(build("llama_gqa"), tmp_path)
+    ref = load_reference(tmp_path)
+    ids, mask, labels = batch(B=2, T=23)
+    _, _, ref_grads = reference_outputs(ref, ids, mask, labels)
+    model = tinylm.Model.from_pretrained(tmp_path)
+    model.freeze(["model.embed_tokens.*", "model.layers.0.*", "*.mlp.*"])
+    model.loss(ids, labels, mask)
+    model.backward()
+    grads = model.grads()
+    assert set(grads) == set(model.trainable_names())
+    assert not any(n.startswith("model.layers.0.") or ".mlp." in n or "embed" in n for n in grads)
+    assert "model.layers.1.self_attn.q_proj.weight" in grads
+    for name, g in grads.items():
+        assert_close(g, ref_grads[name], what=name)
+    with pytest.raises(KeyError, match="matches no parameter"):
+        model.freeze("model.nothing.*")
+
+
+def test_one_and_two_threads_agree(saved):
+    ids, mask, labels = batch(B=3, T=37)
+    model = tinylm.Model.from_pretrained(saved)
+    results = []
+    before = tinylm.get_num_threads()
+    try:
+        for threads in (1, 2):
+            tinylm.set_num_threads(threads)
+            logits = model.forward(ids, mask)
+            loss = model.loss(ids, labels, mask)
+            model.zero_grad()
+            model.backward()
+            results.append((logits, loss, {k: v.copy() for k, v in model.grads().items()}))
+    finally:
+        tinylm.set_num_threads(before)
+    (l1, s1, g1), (l2, s2, g2) = results
+    np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-6)
+    assert s1 == pytest.approx(s2, rel=1e-6)
+    for name in g1:
+        assert_close(g1[name], g2[name], rtol=1e-5, what=name)
+
+
+def test_finite_differences_agree_with_backward():
+    """The C backward against the C forward alone: central differences on the
+    entries with the largest gradients of a few parameters."""
+    model_hf = build("llama_head_dim")
+    model = tinylm.Model(model_hf.config.to_dict() | {"architectures": ["LlamaForCausalLM"]})
+    model.load_state_dict({k: v.numpy() for k, v in model_hf.state_dict().items()})
+    ids, mask, labels = batch(B=2, T=13)
+    model.loss(ids, labels, mask)
+    model.zero_grad()
+    model.backward()
+    grads = {k: v.copy() for k, v in model.grads().items()}
+    eps = 1e-2
+    for name in ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
+                 "model.layers.0.mlp.up_proj.weight", "model.layers.1.input_layernorm.weight",
+                 "model.embed_tokens.weight", "lm_head.weight"]:
+        param = model.param(name)
+        flat = np.argsort(-np.abs(grads[name]).ravel())[:3]
+        for k in flat:
+            idx = np.unravel_index(k, param.shape)
+            original = param[idx]
+            param[idx] = original + eps
+            up = model.loss(ids, labels, mask)
+            param[idx] = original - eps
+            down = model.loss(ids, labels, mask)
+            param[idx] = original
+            numeric = (up - down) / (2 * eps)
+            assert numeric == pytest.approx(grads[name][idx], rel=2e-2, abs=1e-4), (name, idx)

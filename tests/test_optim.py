@@ -1,0 +1,84 @@
+"""AdamW and gradient clipping against torch.optim.AdamW and clip_grad_norm_."""
+import numpy as np
+import pytest
+import torch
+
+import tinylm
+from hf_models import batch, build
+
+
+def _twins(name="llama_gqa"):
+    """A transformers model and a tinylm model with the same weights, with
+    gradients planned (one backward) so they can be set by hand."""
+    ref = build(name)
+    model = tinylm.Model(ref.config.to_dict() | {"architectures": [type(ref).__name__]})
+    model.load_state_dict({k: v.numpy() for k, v in ref.state_dict().items()}, strict=False)
+    ids, mask, labels = batch(B=1, T=8)
+    model.loss(ids, labels, mask)
+    model.backward()
+    return ref, model
+
+
+def _grad_view(model, name):
+    """The core's own gradient memory (Model.grads() returns copies)."""
+    return np.asarray(model._core.grad(model.parameter_names().index(name)))
+
+
+def _set_same_grads(ref, model, rng, scale=1.0):
+    for pname, p in ref.named_parameters():
+        g = (rng.standard_normal(p.shape) * scale).astype(np.float32)
+        _grad_view(model, pname)[...] = g
+        p.grad = torch.from_numpy(g.copy())
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_five_adamw_steps_equal_torch(weight_decay):
+    ref, model = _twins()
+    hp = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=weight_decay)
+    torch_opt = torch.optim.AdamW(ref.parameters(), **hp)
+    ours = tinylm.AdamW(model, **hp, no_decay=())  # torch decays every parameter
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        _set_same_grads(ref, model, rng)
+        torch_opt.step()
+        ours.step()
+    params = model.state_dict()
+    for pname, p in ref.named_parameters():
+        np.testing.assert_allclose(params[pname], p.detach().numpy(), rtol=0, atol=1e-6, err_msg=pname)
+
+
+def test_no_decay_patterns_skip_weight_decay():
+    ref, model = _twins()
+    opt = tinylm.AdamW(model, lr=0.1, weight_decay=0.5)  # default: no decay on norms and biases
+    model.zero_grad()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    opt.step()
+    after = model.state_dict()
+    np.testing.assert_array_equal(after["model.norm.weight"], before["model.norm.weight"])
+    np.testing.assert_allclose(after["lm_head.weight"], before["lm_head.weight"] * (1 - 0.1 * 0.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("max_norm,scale", [(1.0, 1.0), (1e3, 1.0), (0.5, 1e-3)])
+def test_clip_grad_norm_equals_torch(max_norm, scale):
+    ref, model = _twins("qwen2_bias")
+    _set_same_grads(ref, model, np.random.default_rng(1), scale)
+    expected = torch.nn.utils.clip_grad_norm_(ref.parameters(), max_norm).item()
+    assert tinylm.clip_grad_norm(model, max_norm) == pytest.approx(expected, rel=1e-5)
+    grads = model.grads()
+    for pname, p in ref.named_parameters():
+        np.testing.assert_allclose(grads[pname], p.grad.numpy(), rtol=1e-5, atol=1e-9, err_msg=pname)
+
+
+def test_frozen_parameters_are_not_updated():
+    _, model = _twins()
+    model.freeze("model.layers.*")
+    ids, mask, labels = batch(B=1, T=8)
+    model.loss(ids, labels, mask)
+    model.zero_grad()
+    model.backward()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    tinylm.AdamW(model, lr=0.1).step()
+    after = model.state_dict()
+    for name in before:
+        changed = not np.array_equal(before[name], after[name])
+        assert changed == (not name.startswith("model.layers.")), name

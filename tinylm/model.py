@@ -1,0 +1,204 @@
+"""tinylm.Model: a Hugging Face decoder model computed by the C core.
+
+Parameters live in one C block and are exposed as numpy views under their
+Hugging Face names. Gradients follow PyTorch's convention: backward() adds to
+them, zero_grad() clears them.
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import os
+
+import numpy as np
+
+from tinylm import _core, checkpoint
+from tinylm.config import config_path, core_kwargs, read_config
+
+
+def _as_ids(array, name: str, shape: tuple | None = None) -> np.ndarray:
+    """int32 [B, T] from a list, a 1-D sequence (one row) or an array."""
+    out = np.asarray(array)
+    if out.ndim == 1:
+        out = out[None, :]
+    if out.ndim != 2:
+        raise ValueError(f"{name} must be [batch, seq_len], got shape {list(out.shape)}")
+    if out.size and not np.issubdtype(out.dtype, np.integer) and not np.issubdtype(out.dtype, np.bool_):
+        raise TypeError(f"{name} must hold integers, got {out.dtype}")
+    if shape is not None and out.shape != shape:
+        raise ValueError(f"{name} has shape {list(out.shape)} but input_ids has {list(shape)}")
+    if out.shape[0] == 0 or out.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {list(out.shape)})")
+    return np.ascontiguousarray(out, dtype=np.int32)
+
+
+class Model:
+    """A causal language model (LlamaForCausalLM, Qwen2ForCausalLM).
+
+    >>> model = Model.from_pretrained("path/to/hf_model")
+    >>> logits = model.forward([[1, 2, 3]])            # float32 [B, T, V]
+    >>> loss = model.loss(ids, labels); model.backward()
+    """
+
+    def __init__(self, config: dict, *, source: str = "config"):
+        self._config = copy.deepcopy(config)
+        self._core = _core.Model(**core_kwargs(config, source))
+        self._table = self._core.params()
+        self._index = {name: i for i, (name, *_rest) in enumerate(self._table)}
+        self.last_num_tokens = 0  # labels counted by the last loss()
+
+    # ------------------------------------------------------------------ I/O
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, quant: str | None = None) -> "Model":
+        """Loads a Hugging Face model folder: config.json plus model.safetensors
+        or sharded model-0000K-of-0000N.safetensors with their index; weights
+        stored F32, BF16 or F16 are held as f32."""
+        if quant is not None:
+            raise NotImplementedError(f"quant={quant!r}: quantized bases are not implemented yet")
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"{path}: not a model folder")
+        cfg_file = config_path(path)
+        model = cls(read_config(cfg_file), source=cfg_file)
+        checkpoint.load_weights(model._core, path)
+        return model
+
+    @classmethod
+    def from_config(cls, config: dict, seed: int = 0) -> "Model":
+        """A model with fresh weights initialised as transformers does: linear
+        and embedding weights ~ N(0, initializer_range), biases 0, norms 1."""
+        model = cls(config)
+        std = float(config.get("initializer_range", 0.02))
+        rng = np.random.default_rng(seed)
+        for name, shape, *_ in model._table:
+            param = model.param(name)
+            if len(shape) == 2:
+                param[...] = rng.normal(0.0, std, size=shape).astype(np.float32)
+            else:
+                param[...] = 1.0 if name.endswith("norm.weight") else 0.0
+        return model
+
+    def save_pretrained(self, path: str | os.PathLike, dtype: str = "float32", max_shard_size="5GB") -> None:
+        """Writes config.json and safetensors (sharded past max_shard_size) in
+        Hugging Face's layout. With dtype="float32" a reload is bit-identical;
+        "bfloat16" and "float16" round to nearest even. Every file is written
+        to a temporary name and renamed."""
+        path = os.fspath(path)
+        named = [(name, self.param(name)) for name, *_ in self._table]
+        checkpoint.save_weights(named, path, dtype=dtype, max_shard_size=max_shard_size)
+        config = copy.deepcopy(self._config)
+        for key in ("torch_dtype", "dtype"):
+            if key in config:
+                config[key] = dtype
+        if "torch_dtype" not in config and "dtype" not in config:
+            config["torch_dtype"] = dtype
+        checkpoint.atomic_write_text(os.path.join(path, "config.json"),
+                                     json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    # ------------------------------------------------------------ parameters
+    @property
+    def config(self) -> dict:
+        """The Hugging Face config (a copy; field names as in config.json)."""
+        return copy.deepcopy(self._config)
+
+    def parameter_names(self) -> list[str]:
+        return [name for name, *_ in self._table]
+
+    def param(self, name: str) -> np.ndarray:
+        """A writable float32 view of one parameter."""
+        return np.asarray(self._core.param(self._lookup(name)))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """{name: float32 view}; the views share memory with the model."""
+        return {name: self.param(name) for name in self.parameter_names()}
+
+    def load_state_dict(self, tensors: dict, strict: bool = True) -> None:
+        """Copies arrays into the parameters (shapes must match)."""
+        if strict:
+            missing = [n for n in self.parameter_names() if n not in tensors]
+            unexpected = [n for n in tensors if n not in self._index]
+            if missing or unexpected:
+                raise KeyError(f"load_state_dict: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        for name, value in tensors.items():
+            if name not in self._index:
+                continue
+            dst = self.param(name)
+            src = np.asarray(value, dtype=np.float32)
+            if src.shape != dst.shape:
+                raise ValueError(f"{name}: shape {list(src.shape)} does not match {list(dst.shape)}")
+            dst[...] = src
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(int(np.prod(shape)) for _, shape, trainable, _ in self._core.params()
+                   if trainable or not trainable_only)
+
+    def _lookup(self, name: str) -> int:
+        try:
+            return self._index[name]
+        except KeyError:
+            raise KeyError(f"{name!r} is not a parameter of this model") from None
+
+    # ---------------------------------------------------------- trainability
+    def _match(self, patterns) -> list[int]:
+        patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+        hits = []
+        for pattern in patterns:
+            found = [i for name, i in self._index.items() if fnmatch.fnmatchcase(name, pattern)]
+            if not found:
+                raise KeyError(f"pattern {pattern!r} matches no parameter")
+            hits += found
+        return hits
+
+    def freeze(self, patterns="*") -> None:
+        """Freezes parameters whose names match the glob pattern(s): they get
+        no gradient and no optimizer state."""
+        for i in self._match(patterns):
+            self._core.set_trainable(i, False)
+
+    def unfreeze(self, patterns="*") -> None:
+        for i in self._match(patterns):
+            self._core.set_trainable(i, True)
+
+    def trainable_names(self) -> list[str]:
+        return [name for name, _, trainable, _ in self._core.params() if trainable]
+
+    # ------------------------------------------------------------- compute
+    def forward(self, input_ids, attention_mask=None, position_ids=None) -> np.ndarray:
+        """Logits, float32 [B, T, V]. attention_mask [B, T] of 0/1 masks keys;
+        position_ids default to 0..T-1 per row, as transformers does."""
+        ids = _as_ids(input_ids, "input_ids")
+        mask = None if attention_mask is None else _as_ids(attention_mask, "attention_mask", ids.shape)
+        pos = None if position_ids is None else _as_ids(position_ids, "position_ids", ids.shape)
+        B, T = ids.shape
+        logits = np.empty((B, T, self._config["vocab_size"]), dtype=np.float32)
+        self._core.forward(ids, mask, pos, B, T, logits)
+        return logits
+
+    def loss(self, input_ids, labels, attention_mask=None, position_ids=None) -> float:
+        """Mean cross-entropy of logits[:, t] against labels[:, t+1] over labels
+        != -100 (Hugging Face's shift). Keeps what backward() needs."""
+        ids = _as_ids(input_ids, "input_ids")
+        labs = _as_ids(labels, "labels", ids.shape)
+        mask = None if attention_mask is None else _as_ids(attention_mask, "attention_mask", ids.shape)
+        pos = None if position_ids is None else _as_ids(position_ids, "position_ids", ids.shape)
+        value, self.last_num_tokens = self._core.loss(ids, labs, mask, pos, *ids.shape)
+        return value
+
+    def backward(self, scale: float = 1.0) -> None:
+        """Adds scale * d(last loss)/d(param) to every trainable parameter's
+        gradient (call zero_grad() between steps, as in PyTorch)."""
+        self._core.backward(float(scale))
+
+    def zero_grad(self) -> None:
+        self._core.zero_grad()
+
+    def grads(self) -> dict[str, np.ndarray]:
+        """{name: copy of the gradient} for trainable parameters that have one.
+        Copies, because freezing re-plans (frees) the gradient block."""
+        out = {}
+        for name, i in self._index.items():
+            grad = self._core.grad(i)
+            if grad is not None:
+                out[name] = np.array(grad)
+        return out

@@ -4,10 +4,11 @@ from tinylm._core import get_num_threads, set_num_threads
 from tinylm.errors import FormatError, NumericError, UnsupportedError
 from tinylm.model import Model
 from tinylm.optim import AdamW, clip_grad_norm
+from tinylm.tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "AdamW", "clip_grad_norm", "set_num_threads", "get_num_threads",
+    "Model", "Tokenizer", "AdamW", "clip_grad_norm", "set_num_threads", "get_num_threads",
     "FormatError", "UnsupportedError", "NumericError", "__version__",
 ]

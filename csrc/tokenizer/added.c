@@ -27,11 +27,10 @@ void tok_matcher_free(tok_matcher *m) {
     memset(m, 0, sizeof *m);
 }
 
-int tok_matcher_build(tok_matcher *m, const tok_added *added, size_t n_added, int normalized,
-                      const char *const *pats, const size_t *pat_lens) {
+int tok_matcher_build(tok_matcher *m, const tok_added *added, size_t n_added, int normalized) {
     memset(m, 0, sizeof *m);
     size_t n = 0;
-    for (size_t i = 0; i < n_added; i++) n += added[i].normalized == normalized && pat_lens[i] > 0;
+    for (size_t i = 0; i < n_added; i++) n += added[i].normalized == normalized && added[i].form_len > 0;
     m->pat = calloc(n + 1, sizeof *m->pat);
     m->pat_len = calloc(n + 1, sizeof *m->pat_len);
     m->added = calloc(n + 1, sizeof *m->added);
@@ -39,16 +38,16 @@ int tok_matcher_build(tok_matcher *m, const tok_added *added, size_t n_added, in
     if (!m->pat || !m->pat_len || !m->added || !order) goto fail;
     size_t k = 0;
     for (size_t i = 0; i < n_added; i++) {
-        if (added[i].normalized != normalized || pat_lens[i] == 0) continue;
-        order[k] = (order_key){(unsigned char)pats[i][0], pat_lens[i], i};
+        if (added[i].normalized != normalized || added[i].form_len == 0) continue;
+        order[k] = (order_key){(unsigned char)added[i].form[0], added[i].form_len, i};
         k++;
     }
     qsort(order, n, sizeof *order, by_first_then_longest);
     for (size_t j = 0; j < n; j++) {
         size_t i = order[j].k;
-        if (!(m->pat[j] = tok_strndup(pats[i], pat_lens[i]))) goto fail;
+        if (!(m->pat[j] = tok_strndup(added[i].form, added[i].form_len))) goto fail;
         m->n = j + 1;   /* so that tok_matcher_free frees what is built */
-        m->pat_len[j] = pat_lens[i];
+        m->pat_len[j] = added[i].form_len;
         m->added[j] = (int32_t)i;
     }
     size_t j = 0;

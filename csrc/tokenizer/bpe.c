@@ -84,12 +84,8 @@ static size_t initial_symbols(const tok_bpe *m, const char *w, size_t n, sym *s)
     return k;
 }
 
-tlm_status tok_bpe_word(const tok_bpe *m, const char *w, size_t n, tok_ws *ws, tlm_tok_ids *out) {
-    if (n == 0) return TLM_OK;
-    if (m->ignore_merges) {
-        int32_t id = tok_dict_get(&m->vocab, w, n);
-        if (id >= 0) return tok_ids_push(out, id) < 0 ? tlm_fail(TLM_ENOMEM, "tokenizer: out of memory") : TLM_OK;
-    }
+/* Merges w[0..n) (a word, or an independent piece of one). */
+static tlm_status merge_piece(const tok_bpe *m, const char *w, size_t n, tok_ws *ws, tlm_tok_ids *out) {
     /* Each byte of w yields at most one symbol; each merge queues at most two
      * new candidates after the k - 1 initial ones. */
     if (reserve(&ws->sym, &ws->sym_cap, n, sizeof(sym)) < 0 || reserve(&ws->heap, &ws->heap_cap, 3 * n, sizeof(cand)) < 0)
@@ -124,6 +120,40 @@ tlm_status tok_bpe_word(const tok_bpe *m, const char *w, size_t n, tok_ws *ws, t
     for (int32_t i = 0; i >= 0; i = s[i].next)
         if (tok_ids_push(out, s[i].id) < 0) return tlm_fail(TLM_ENOMEM, "tokenizer: out of memory");
     return TLM_OK;
+}
+
+/* merge_piece through the workspace's word cache. */
+static tlm_status cached_piece(const tok_bpe *m, const char *w, size_t n, tok_ws *ws, tlm_tok_ids *out) {
+    if (n > TOK_CACHE_MAX_WORD) return merge_piece(m, w, n, ws, out);
+    uint64_t h = tok_hash(w, n) | 1;   /* never 0, the empty-slot mark */
+    size_t k;
+    const int32_t *ids = tok_cache_get(&ws->cache, w, n, h, &k);
+    if (ids) return tok_ids_put(out, ids, k) < 0 ? tlm_fail(TLM_ENOMEM, "tokenizer: out of memory") : TLM_OK;
+    int64_t first = out->n;
+    TLM_TRY(merge_piece(m, w, n, ws, out));
+    tok_cache_put(&ws->cache, w, n, h, out->ids + first, (size_t)(out->n - first));
+    return TLM_OK;
+}
+
+static inline int metaspace_at(const char *w, size_t n, size_t i) {
+    return i + 3 <= n && (unsigned char)w[i] == 0xE2 && (unsigned char)w[i + 1] == 0x96 && (unsigned char)w[i + 2] == 0x81;
+}
+
+tlm_status tok_bpe_word(const tok_bpe *m, const char *w, size_t n, tok_ws *ws, tlm_tok_ids *out) {
+    if (n == 0) return TLM_OK;
+    if (m->ignore_merges) {
+        int32_t id = tok_dict_get(&m->vocab, w, n);
+        if (id >= 0) return tok_ids_push(out, id) < 0 ? tlm_fail(TLM_ENOMEM, "tokenizer: out of memory") : TLM_OK;
+    }
+    if (!m->split_at_metaspace) return cached_piece(m, w, n, ws, out);
+    /* Cut before each '▁' that follows another character (see tok_bpe). */
+    size_t start = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (!metaspace_at(w, n, i) || (i >= 3 && metaspace_at(w, n, i - 3))) continue;
+        TLM_TRY(cached_piece(m, w + start, i - start, ws, out));
+        start = i;
+    }
+    return cached_piece(m, w + start, n - start, ws, out);
 }
 
 void tok_bpe_free(tok_bpe *m) {

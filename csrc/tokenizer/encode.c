@@ -8,32 +8,6 @@
 
 #define NOMEM tlm_fail(TLM_ENOMEM, "tokenizer: out of memory")
 
-tok_ws *tok_ws_new(void) {
-    tok_ws *ws = calloc(1, sizeof *ws);
-    if (!ws) return NULL;
-    if (!(ws->md = pcre2_match_data_create(1, NULL))) { free(ws); return NULL; }
-    return ws;
-}
-
-void tok_ws_free(tok_ws *ws) {
-    if (!ws) return;
-    pcre2_match_data_free(ws->md);
-    tok_buf_free(&ws->norm);
-    tok_buf_free(&ws->norm_tmp);
-    for (int i = 0; i < 2; i++) {
-        tok_buf_free(&ws->text[i]);
-        free(ws->spans[i].p);
-        tok_buf_free(&ws->strs[i].text);
-        free(ws->strs[i].spans.p);
-    }
-    free(ws->ranges.p);
-    free(ws->raw_segs.p);
-    free(ws->norm_segs.p);
-    free(ws->sym);
-    free(ws->heap);
-    free(ws);
-}
-
 /* Pre-tokenizes a normalized piece and runs BPE over its words. */
 static tlm_status encode_words(const tlm_tok *t, tok_ws *ws, const char *s, size_t n, int first, tlm_tok_ids *out) {
     tok_words w;
@@ -86,10 +60,10 @@ tlm_status tok_encode_ws(const tlm_tok *t, tok_ws *ws, const char *s, size_t n, 
 }
 
 tlm_status tlm_tok_encode(const tlm_tok *t, const char *text, size_t len, int add_special_tokens, tlm_tok_ids *out) {
-    tok_ws *ws = tok_ws_new();
+    tok_ws *ws = tok_ws_acquire(t->pool);
     if (!ws) return NOMEM;
     tlm_status st = tok_encode_ws(t, ws, text, len, add_special_tokens, out);
-    tok_ws_free(ws);
+    tok_ws_release(t->pool, ws);
     return st;
 }
 
@@ -101,7 +75,7 @@ tlm_status tlm_tok_encode_batch(const tlm_tok *t, const char *const *texts, cons
     /* Error messages are per thread: the first failure's is carried out of the region. */
 #pragma omp parallel if (n > 1)
     {
-        tok_ws *ws = tok_ws_new();
+        tok_ws *ws = tok_ws_acquire(t->pool);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < n; i++) {
             tlm_status st = ws ? tok_encode_ws(t, ws, texts[i], lens[i], add_special_tokens, &outs[i]) : NOMEM;
@@ -114,7 +88,7 @@ tlm_status tlm_tok_encode_batch(const tlm_tok *t, const char *const *texts, cons
                 }
             }
         }
-        tok_ws_free(ws);
+        if (ws) tok_ws_release(t->pool, ws);
     }
     if (first_st != TLM_OK) return tlm_fail(first_st, "text %lld: %s", (long long)first_at, msg);
     return TLM_OK;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define NOMEM(path) tlm_fail(TLM_ENOMEM, "%s: out of memory", path)
+#define METASPACE "\xE2\x96\x81"   /* U+2581, SentencePiece's word marker */
 
 /* Reads a whole file; *missing tells ENOENT apart from other failures. */
 static tlm_status read_file(const char *path, char **data, size_t *len, int *missing) {
@@ -79,6 +80,7 @@ static tlm_status parse_merges(const cJSON *list, const char *path, tok_bpe *m) 
     tok_buf a = {0}, b = {0}, ab = {0};
     tlm_status st = TLM_OK;
     size_t rank = 0;
+    m->split_at_metaspace = 1;
     const cJSON *c;
     cJSON_ArrayForEach(c, list) {
         /* merges.txt headers survive in some converted files; tokenizers skips them. */
@@ -94,6 +96,8 @@ static tlm_status parse_merges(const cJSON *list, const char *path, tok_bpe *m) 
             break;
         }
         if (tok_merges_put(&m->merges, ia, ib, (uint32_t)rank, iab) < 0) { st = NOMEM(path); break; }
+        if (b.n >= 3 && memcmp(b.p, METASPACE, 3) == 0 && (a.n < 3 || memcmp(a.p + a.n - 3, METASPACE, 3) != 0))
+            m->split_at_metaspace = 0;
         rank++;
     }
     tok_buf_free(&a);
@@ -146,12 +150,27 @@ static tlm_status parse_bpe(const cJSON *model, const char *path, tok_bpe *m) {
         uint32_t cp = tok_utf8_next(m->vocab.arena.p + e->off, 0, &l);
         if (e->len > 0 && l == e->len && cp < 0x10000) m->bmp_id[cp] = e->val;
     }
+    if (m->bmp_id[0x2581] < 0) m->split_at_metaspace = 0;
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", b);
         m->byte_id[b] = tok_dict_get(&m->vocab, name, 6);
     }
     return TLM_OK;
+}
+
+/* The id tokenizers gives an added token: its existing id if the content is
+ * already an added or model token, else the next one after the model's
+ * vocabulary and the added tokens so far. tokenizers itself only warns when
+ * the file's "id" differs, so the file's id is checked for form only. */
+static int32_t added_id(const tlm_tok *t, const char *content, size_t len) {
+    int32_t a = tok_dict_get(&t->added_ids, content, len);
+    if (a >= 0) return t->added[a].id;
+    int32_t id = tok_dict_get(&t->bpe.vocab, content, len);
+    if (id >= 0) return id;
+    int64_t model = (int64_t)t->bpe.vocab.n, max = -1;
+    for (size_t i = 0; i < t->n_added; i++) if (t->added[i].id > max) max = t->added[i].id;
+    return (int32_t)(max >= 0 && (max >= model || model == 0) ? max + 1 : model);
 }
 
 static tlm_status parse_added(const cJSON *list, const char *path, tlm_tok *t) {
@@ -161,55 +180,62 @@ static tlm_status parse_added(const cJSON *list, const char *path, tlm_tok *t) {
     if (!(t->added = calloc(n + 1, sizeof *t->added))) return NOMEM(path);
     const cJSON *c;
     cJSON_ArrayForEach(c, list) {
-        tok_added *a = &t->added[t->n_added];
         const char *content;
+        int32_t file_id;
         int special, normalized, lstrip, rstrip, single;
         TLM_TRY(tok_json_need_str(c, "content", path, "an added token", &content));
         TLM_TRY(check_utf8(content, path, "an added token"));
-        TLM_TRY(parse_id(cJSON_GetObjectItemCaseSensitive(c, "id"), path, "an added token", &a->id));
+        TLM_TRY(parse_id(cJSON_GetObjectItemCaseSensitive(c, "id"), path, "an added token", &file_id));
         TLM_TRY(tok_json_bool(c, "special", 0, path, &special));
         TLM_TRY(tok_json_bool(c, "normalized", !special, path, &normalized));
         TLM_TRY(tok_json_bool(c, "lstrip", 0, path, &lstrip));
         TLM_TRY(tok_json_bool(c, "rstrip", 0, path, &rstrip));
         TLM_TRY(tok_json_bool(c, "single_word", 0, path, &single));
-        a->len = strlen(content);
-        if (!(a->content = tok_strndup(content, a->len))) return NOMEM(path);
+        size_t len = strlen(content);
+        if (len == 0) continue;   /* tokenizers ignores empty added tokens */
+        /* A repeated content updates the flags of its first entry. */
+        int32_t dup = tok_dict_get(&t->added_ids, content, len);
+        tok_added *a = dup >= 0 ? &t->added[dup] : &t->added[t->n_added];
+        if (dup < 0) {
+            a->id = added_id(t, content, len);
+            a->len = len;
+            if (!(a->content = tok_strndup(content, len))) return NOMEM(path);
+            if (tok_dict_put(&t->added_ids, a->content, a->len, (int32_t)t->n_added) < 0) return NOMEM(path);
+            t->n_added++;
+        }
         a->special = (uint8_t)special;
         a->normalized = (uint8_t)normalized;
         a->lstrip = (uint8_t)lstrip;
         a->rstrip = (uint8_t)rstrip;
         a->single_word = (uint8_t)single;
-        if (tok_dict_put(&t->added_ids, a->content, a->len, (int32_t)t->n_added) < 0) return NOMEM(path);
-        t->n_added++;
     }
     return TLM_OK;
 }
 
-/* Matchers for the raw text (non-normalized tokens) and for normalized text,
- * where a token is looked for in its normalized form. */
+/* Each added token's form (normalized content when it is normalized), then
+ * the matchers for raw text and for normalized text. */
 static tlm_status build_matchers(tlm_tok *t, const char *path) {
-    const char **pats = calloc(t->n_added + 1, sizeof *pats);
-    size_t *lens = calloc(t->n_added + 1, sizeof *lens);
-    char **owned = calloc(t->n_added + 1, sizeof *owned);
     tok_ws *ws = tok_ws_new();
-    tlm_status st = pats && lens && owned && ws ? TLM_OK : NOMEM(path);
+    if (!ws) return NOMEM(path);
+    tlm_status st = TLM_OK;
     for (size_t i = 0; st == TLM_OK && i < t->n_added; i++) {
-        pats[i] = t->added[i].content;
-        lens[i] = t->added[i].len;
-        if (!t->added[i].normalized || t->n_norm == 0) continue;
-        st = tok_normalize(t->norm, t->n_norm, pats[i], lens[i], ws);
-        if (st == TLM_OK && !(owned[i] = tok_strndup(ws->norm.p, ws->norm.n))) st = NOMEM(path);
-        if (st == TLM_OK) { pats[i] = owned[i]; lens[i] = ws->norm.n; }
+        tok_added *a = &t->added[i];
+        const char *s = a->content;
+        size_t n = a->len;
+        if (a->normalized && t->n_norm > 0) {
+            st = tok_normalize(t->norm, t->n_norm, a->content, a->len, ws);
+            s = ws->norm.p;
+            n = ws->norm.n;
+        }
+        if (st == TLM_OK && !(a->form = tok_strndup(s, n))) st = NOMEM(path);
+        a->form_len = n;
     }
-    if (st == TLM_OK && (tok_matcher_build(&t->raw_match, t->added, t->n_added, 0, pats, lens) < 0 ||
-                         tok_matcher_build(&t->norm_match, t->added, t->n_added, 1, pats, lens) < 0))
-        st = NOMEM(path);
-    for (size_t i = 0; owned && i < t->n_added; i++) free(owned[i]);
-    free(owned);
-    free(pats);
-    free(lens);
     tok_ws_free(ws);
-    return st;
+    TLM_TRY(st);
+    if (tok_matcher_build(&t->raw_match, t->added, t->n_added, 0) < 0 ||
+        tok_matcher_build(&t->norm_match, t->added, t->n_added, 1) < 0)
+        return NOMEM(path);
+    return TLM_OK;
 }
 
 /* id -> string for decoding (added tokens over model tokens) and the count of ids. */
@@ -229,8 +255,8 @@ static tlm_status build_id_table(tlm_tok *t, const char *path) {
     }
     for (size_t i = 0; i < t->n_added; i++) {
         const tok_added *a = &t->added[i];
-        t->id_str[a->id] = a->content;
-        t->id_len[a->id] = (uint32_t)a->len;
+        t->id_str[a->id] = a->form;
+        t->id_len[a->id] = (uint32_t)a->form_len;
         t->id_special[a->id] = a->special;
     }
     for (int32_t i = 0; i < t->n_ids; i++) t->vocab_size += t->id_str[i] != NULL;
@@ -303,7 +329,7 @@ tlm_status tlm_tok_load(const char *dir, tlm_tok **out) {
     *out = NULL;
     tlm_tok *t = calloc(1, sizeof *t);
     if (!t) return NOMEM(dir);
-    tlm_status st = load(t, dir);
+    tlm_status st = (t->pool = tok_pool_new()) ? load(t, dir) : NOMEM(dir);
     if (st != TLM_OK) { tlm_tok_free(t); return st; }
     *out = t;
     return TLM_OK;
@@ -311,12 +337,16 @@ tlm_status tlm_tok_load(const char *dir, tlm_tok **out) {
 
 void tlm_tok_free(tlm_tok *t) {
     if (!t) return;
+    tok_pool_free(t->pool);
     free(t->path);
     tok_norm_free(t->norm, t->n_norm);
     tok_pre_free(t->pre, t->n_pre);
     tok_dec_free(t->dec, t->n_dec);
     tok_bpe_free(&t->bpe);
-    for (size_t i = 0; i < t->n_added; i++) free(t->added[i].content);
+    for (size_t i = 0; i < t->n_added; i++) {
+        free(t->added[i].content);
+        free(t->added[i].form);
+    }
     free(t->added);
     tok_dict_free(&t->added_ids);
     tok_matcher_free(&t->raw_match);

@@ -4,17 +4,28 @@
  * the model families ship are Perl-compatible, but a few escapes mean
  * something else in PCRE2, so they are rewritten before compiling:
  *   \s \S   Oniguruma: Unicode White_Space. PCRE2's \s also takes U+180E.
- *   \w \W   Oniguruma: Alphabetic, marks, Nd, Pc, Join_Control. PCRE2 10.42: L, N, _.
+ *   \w \W   Oniguruma: Alphabetic, marks, Nd, Pc, and Latin-1's superscript
+ *           digits and vulgar fractions. PCRE2 10.42: L, N, _.
  *   \h \H   Oniguruma: hex digit. PCRE2: horizontal space.
  * Ruby's ^ and $ are line anchors, hence PCRE2_MULTILINE. Matches are
  * iterated as the `onig` crate's find_iter does (an empty match right where
  * the previous match ended is skipped by one character). */
-#define _GNU_SOURCE
 #include "tokenizer/tok.h"
 
 #include <string.h>
 
-#define WORD_PROPS "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
+/* First occurrence of needle (k >= 1 bytes) in s[0..n), or NULL. */
+static const char *find_lit(const char *s, size_t n, const char *needle, size_t k) {
+    for (const char *end = s + n; (size_t)(end - s) >= k;) {
+        const char *c = memchr(s, needle[0], (size_t)(end - s) - k + 1);
+        if (!c) return NULL;
+        if (memcmp(c, needle, k) == 0) return c;
+        s = c + 1;
+    }
+    return NULL;
+}
+
+#define WORD_PROPS "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{B2}\\x{B3}\\x{B9}\\x{BC}-\\x{BE}"
 
 /* Rewrites the escapes listed above; returns 0, or -1 with *bad set to the
  * escape that has no PCRE2 spelling inside a character class. */
@@ -52,7 +63,7 @@ static int translate(const char *pat, size_t n, tok_buf *out, char *bad) {
         }
         if (in_class && c == '[' && i + 1 < n && pat[i + 1] == ':') {
             /* POSIX class [:name:] inside a class: copy through its closing ":]". */
-            const char *end = memmem(pat + i + 2, n - i - 2, ":]", 2);
+            const char *end = find_lit(pat + i + 2, n - i - 2, ":]", 2);
             if (end) {
                 size_t len = (size_t)(end + 2 - (pat + i));
                 if (tok_buf_put(out, pat + i, len) < 0) return -2;
@@ -144,7 +155,7 @@ tlm_status tok_pattern_ranges(const tok_pattern *p, const char *s, size_t n, tok
     if (p->lit_len == 0) return tok_ranges_push(out, 0, n, 0) < 0 ? tlm_fail(TLM_ENOMEM, "tokenizer: out of memory") : TLM_OK;
     size_t prev = 0, pos = 0;
     const char *hit;
-    while (pos < n && (hit = memmem(s + pos, n - pos, p->lit, p->lit_len))) {
+    while (pos < n && (hit = find_lit(s + pos, n - pos, p->lit, p->lit_len))) {
         size_t ms = (size_t)(hit - s);
         if (add_match(out, &prev, ms, ms + p->lit_len) < 0) return tlm_fail(TLM_ENOMEM, "tokenizer: out of memory");
         pos = ms + p->lit_len;

@@ -194,6 +194,11 @@ typedef struct {
     int32_t byte_id[256];         /* id of "<0xNN>", -1 if none */
     int32_t unk_id;               /* -1 when the model has no unk_token */
     int fuse_unk, byte_fallback, ignore_merges;
+    /* No merge joins a token not ending in U+2581 ('▁') to one starting with
+     * it, and '▁' is a token: so BPE never crosses the start of a '▁' run,
+     * and a long SentencePiece-style word (a whole text when there is no
+     * pre-tokenizer) can be merged one '▁'-led piece at a time. */
+    int split_at_metaspace;
 } tok_bpe;
 
 /* Appends the ids of one pre-tokenized word. */
@@ -204,6 +209,9 @@ void tok_bpe_free(tok_bpe *m);
 
 typedef struct {
     char *content; size_t len;
+    /* The normalized content when `normalized` (else a copy of content):
+     * tokenizers matches it in normalized text and decodes the id to it. */
+    char *form; size_t form_len;
     int32_t id;
     uint8_t special, normalized, lstrip, rstrip, single_word;
 } tok_added;
@@ -221,8 +229,8 @@ typedef struct {
 typedef struct { size_t start, end; int32_t added; } tok_seg;
 typedef struct { tok_seg *p; size_t n, cap; } tok_segs;
 
-int tok_matcher_build(tok_matcher *m, const tok_added *added, size_t n_added, int normalized,
-                      const char *const *pats, const size_t *pat_lens);
+/* Matcher over the non-normalized tokens' contents, or the normalized ones' forms. */
+int tok_matcher_build(tok_matcher *m, const tok_added *added, size_t n_added, int normalized);
 void tok_matcher_free(tok_matcher *m);
 /* Splits s[0..n) into segments with tokenizers' single_word/lstrip/rstrip rules. */
 int tok_matcher_split(const tok_matcher *m, const tok_added *added, const char *s, size_t n, tok_segs *out);
@@ -250,6 +258,24 @@ typedef struct { tok_buf text; tok_spans spans; } tok_strs;
 /* Runs the steps over the token strings, leaving the result in `toks`. */
 tlm_status tok_decode_steps(const tok_dec *steps, size_t n_steps, const tok_bytelevel *bl, tok_ws *ws, tok_strs *toks);
 
+/* ------------------------------------------------------------ word cache */
+
+/* BPE results of recent short words (one cache per workspace, so no locks):
+ * direct-mapped slots over an arena of word bytes and ids; when the arena
+ * fills up, everything is dropped and the cache starts over. */
+typedef struct { uint64_t hash; uint32_t off; uint16_t len, n_ids; } tok_cache_slot;
+typedef struct {
+    tok_cache_slot *slots; size_t mask;   /* hash 0 marks an empty slot */
+    tok_buf arena;                        /* word bytes, then its int32 ids (aligned) */
+} tok_cache;
+
+#define TOK_CACHE_MAX_WORD 64   /* bytes; longer words are merged every time */
+
+/* The cached ids of w (NULL on a miss), their count in *n. */
+const int32_t *tok_cache_get(const tok_cache *c, const char *w, size_t len, uint64_t hash, size_t *n);
+void tok_cache_put(tok_cache *c, const char *w, size_t len, uint64_t hash, const int32_t *ids, size_t n);
+void tok_cache_free(tok_cache *c);
+
 /* ------------------------------------------------------------ workspace */
 
 struct tok_ws {
@@ -261,11 +287,20 @@ struct tok_ws {
     tok_segs raw_segs, norm_segs; /* added-token splits */
     void *sym; size_t sym_cap;    /* BPE symbols */
     void *heap; size_t heap_cap;  /* BPE merge queue */
+    tok_cache cache;              /* BPE results by word */
     tok_strs strs[2];             /* decoder ping-pong */
 };
 
 tok_ws *tok_ws_new(void);
 void tok_ws_free(tok_ws *ws);
+
+/* Workspaces kept by a tokenizer between calls, so that their buffers and
+ * word caches outlive one encode. Calls borrow one each (thread-safe). */
+typedef struct tok_pool tok_pool;
+tok_pool *tok_pool_new(void);
+void tok_pool_free(tok_pool *p);
+tok_ws *tok_ws_acquire(tok_pool *p);              /* NULL when out of memory */
+void tok_ws_release(tok_pool *p, tok_ws *ws);
 
 /* ------------------------------------------------------------ tokenizer */
 
@@ -285,6 +320,7 @@ struct tlm_tok {
     const char **id_str; uint32_t *id_len; uint8_t *id_special;  /* [n_ids]; id_str NULL for unused ids */
     int64_t vocab_size;           /* distinct ids, model and added tokens together */
     char *special[TLM_TOK_NSPECIAL];
+    tok_pool *pool;               /* workspaces; mutable behind the const tokenizer */
 };
 
 /* The post_processor's ids (null: none) appended to t->prefix / t->suffix. */

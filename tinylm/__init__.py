@@ -5,10 +5,11 @@ from tinylm.errors import FormatError, NumericError, UnsupportedError
 from tinylm.evaluate import evaluate
 from tinylm.model import Model
 from tinylm.optim import AdamW, clip_grad_norm
+from tinylm.tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "AdamW", "evaluate", "clip_grad_norm", "set_num_threads", "get_num_threads",
+    "Model", "Tokenizer", "AdamW", "evaluate", "clip_grad_norm", "set_num_threads", "get_num_threads",
     "FormatError", "UnsupportedError", "NumericError", "__version__",
 ]

@@ -37,6 +37,7 @@ int tlm_py_init_common(PyObject *module);
 int tlm_py_init_safetensors(PyObject *module);
 int tlm_py_init_model(PyObject *module);
 int tlm_py_init_data(PyObject *module);
+int tlm_py_init_tokenizer(PyObject *module);
 int tlm_py_init_generate(PyObject *module);
 
 #endif

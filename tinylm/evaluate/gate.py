@@ -79,34 +79,42 @@ def _gate(name: str, passed: bool, value, threshold, detail: str) -> dict:
     return {"gate": name, "passed": bool(passed), "value": value, "threshold": threshold, "detail": detail}
 
 
+def preflight(t: Thresholds, tags: set[str], has_cases: bool, metric_names: set[str], has_baseline: bool) -> None:
+    """Raises UsageError for a gate that cannot apply, before any model runs."""
+    check_thresholds(t)
+    if t.min_score is not None and not has_cases:
+        raise UsageError("min_score needs golden cases to score")
+    unknown = sorted(set(t.tag_min) - tags)
+    if unknown:
+        raise UsageError(f"a minimum is set for tag {unknown[0]!r} but no case has that tag")
+    unknown = sorted(set(t.metric_max) - metric_names)
+    if unknown:
+        raise UsageError(f"limits are set for metric {unknown[0]!r} but the evaluation has no such corpus")
+    if t.max_drop is not None and not (has_baseline and has_cases):
+        raise UsageError("max_drop needs golden cases and a baseline report (--baseline)")
+
+
 def apply_gates(t: Thresholds, totals: dict, metrics: dict, comparison: dict | None) -> list[dict]:
-    """Every gate that applies, passed or not (a report lists them all)."""
+    """Every gate that applies, passed or not (a report lists them all);
+    preflight() has checked that each can apply."""
     gates = []
     score = totals.get("score")
     if t.min_score is not None:
-        if score is None:
-            raise UsageError("min_score needs golden cases to score")
         gates.append(_gate("min_score", score >= t.min_score, score, t.min_score,
                            f"score {score:.4f} {'>=' if score >= t.min_score else '<'} minimum {t.min_score:.4f}"))
     for tag, minimum in t.tag_min.items():
-        entry = totals.get("by_tag", {}).get(tag)
-        if entry is None:
-            raise UsageError(f"a minimum is set for tag {tag!r} but no case has that tag")
+        entry = totals["by_tag"][tag]
         ok = entry["score"] >= minimum
         gates.append(_gate(f"tag:{tag}", ok, entry["score"], minimum,
                            f"tag {tag!r} score {entry['score']:.4f} {'>=' if ok else '<'} minimum {minimum:.4f}"))
     for name, limits in t.metric_max.items():
-        if name not in metrics:
-            raise UsageError(f"limits are set for metric {name!r} but the evaluation has no such corpus")
         for key, limit in limits.items():
             value = metrics[name][key[len("max_"):]]
             gates.append(_gate(f"{name}:{key}", value <= limit, value, limit,
                                f"{name} {key[len('max_'):]} {value:.4f} {'<=' if value <= limit else '>'} {limit}"))
     if t.max_drop is not None:
-        if comparison is None:
-            raise UsageError("max_drop needs a baseline report (--baseline)")
-        if comparison["score"] is None or score is None:
-            raise UsageError("max_drop needs golden cases scored in both this run and the baseline")
+        if comparison["score"] is None:
+            raise UsageError("max_drop needs a baseline report with a score; this one scored no golden cases")
         drop = comparison["score"] - score  # scores are ratios: 0.9 - 0.85 is 0.05000000000000004, hence the 1e-12
         gates.append(_gate("max_drop", drop <= t.max_drop + 1e-12, drop, t.max_drop,
                            f"score {comparison['score']:.4f} -> {score:.4f} (drop {drop:+.4f}, allowed "

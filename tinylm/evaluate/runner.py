@@ -10,7 +10,7 @@ import time
 
 from tinylm.evaluate import reports
 from tinylm.evaluate.choice import score_choice
-from tinylm.evaluate.gate import Thresholds, UsageError, apply_gates, check_thresholds, compare, load_baseline
+from tinylm.evaluate.gate import Thresholds, UsageError, apply_gates, compare, load_baseline, preflight
 from tinylm.evaluate.golden import Case, check_output, load_golden
 from tinylm.evaluate.metrics import corpus_metrics, load_corpus
 from tinylm.evaluate.suite import GoldenSpec, MetricSpec, load_suite
@@ -111,7 +111,7 @@ def _run_generative(model, tok, cases: list[tuple[Case, str]], max_new_tokens: i
             for (case, file), gen in zip(batch, gens):
                 passed, detail = check_output(case, gen.text)
                 out[case.id] = {**_case_record(case, file), "output": gen.text, "passed": passed, "detail": detail,
-                                "latency_s": latency, "new_tokens": len(gen.token_ids),
+                                "latency_s": latency, "batch": len(batch), "new_tokens": len(gen.token_ids),
                                 "finish_reason": gen.finish_reason}
             progress(len(batch))
     return out
@@ -125,7 +125,7 @@ def _run_choice(model, tok, case: Case, file: str) -> dict:
                                           f" by {case.metric}, expected {case.expected}")
     return {**_case_record(case, file), "expected": case.choices[case.expected], "expected_index": case.expected,
             "choices": case.choices, "metric": case.metric, "output": result["output"], "passed": result["passed"],
-            "detail": detail, "latency_s": latency, "loglikelihoods": result["loglikelihoods"],
+            "detail": detail, "latency_s": latency, "batch": 1, "loglikelihoods": result["loglikelihoods"],
             "pred": result["pred"], "pred_norm": result["pred_norm"], "acc": result["acc"],
             "acc_norm": result["acc_norm"]}
 
@@ -157,6 +157,13 @@ def _totals(cases: list[dict], wall: float) -> dict:
 
 
 # ------------------------------------------------------------------ evaluate
+def _label(path: str) -> str:
+    """A file's name in reports: relative to the working directory when it
+    is below it (as CI checkouts are), else absolute."""
+    rel = os.path.relpath(os.path.abspath(path))
+    return os.path.abspath(path) if rel.startswith(os.pardir) else rel
+
+
 def _as_list(value) -> list:
     if value is None:
         return []
@@ -199,7 +206,6 @@ def evaluate(model, tok, golden=None, *, suite=None, corpus=None, window: int | 
     if max_drop is not None:
         thresholds.max_drop = max_drop
     thresholds.tag_min.update(tag_min or {})
-    check_thresholds(thresholds)
     baseline = baseline if baseline is not None else (spec.baseline if spec else None)
     base_data = load_baseline(baseline) if baseline is not None else None
     max_new_tokens = max_new_tokens or (spec.max_new_tokens if spec else None) or DEFAULT_MAX_NEW_TOKENS
@@ -215,8 +221,10 @@ def evaluate(model, tok, golden=None, *, suite=None, corpus=None, window: int | 
             ids[case.id] = case.source
             if g.max_new_tokens and case.max_new_tokens is None:
                 case.max_new_tokens = g.max_new_tokens
-            cases.append((case, os.path.basename(g.path)))
+            cases.append((case, _label(g.path)))
     corpora = [(m.name, load_corpus(model, tok, m.path, m.window, m.stride)) for m in metric_specs]
+    preflight(thresholds, {t for c, _ in cases for t in c.tags}, bool(cases), {name for name, _ in corpora},
+              base_data is not None)
 
     show = sys.stderr.isatty() if progress is None else progress
     bar = _Progress(len(cases) + sum(len(c.spans) for _, c in corpora), show)
@@ -241,7 +249,7 @@ def evaluate(model, tok, golden=None, *, suite=None, corpus=None, window: int | 
     gates = apply_gates(thresholds, totals, metrics, comparison)
     from tinylm import __version__  # here, not at the top: tinylm imports this module before defining it
     data = {
-        "name": name or (spec.name if spec else ", ".join(os.path.basename(g.path) for g in goldens) or "corpus"),
+        "name": name or (spec.name if spec else ", ".join(_label(g.path) for g in goldens) or "corpus"),
         "tinylm_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": folder_identity(model_path) or {"path": None, "files": {}},

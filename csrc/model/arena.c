@@ -65,6 +65,25 @@ static void layout_lora(tlm_model *m, tlm_arena *a, bump *b) {
     }
 }
 
+/* Room to dequantize a quantized weight a tile of rows at a time: about a
+ * megabyte, at least 64 rows, so each tile's GEMM is still a big one. */
+static void layout_quant(tlm_model *m, tlm_arena *a, bump *b) {
+    const tlm_config *c = &m->cfg;
+    a->qtile = a->qblocks = NULL;
+    a->qtile_rows = 0;
+    if (c->weights == TLM_WEIGHTS_F32) return;
+    int64_t max_in = 0, max_elems = 0;
+    for (int p = 0; p < TLM_PROJ_COUNT; p++) {
+        int64_t in, out;
+        tlm_proj_dims(c, p, &in, &out);
+        max_in = tlm_max_i64(max_in, in);
+        max_elems = tlm_max_i64(max_elems, in * out);
+    }
+    a->qtile_rows = tlm_max_i64(64, ((int64_t)1 << 18) / max_in);
+    a->qtile = TAKE_F(b, a->qtile_rows * max_in);
+    a->qblocks = TAKE_F(b, max_elems / 64 + 2);
+}
+
 static void layout(tlm_model *m, tlm_arena *a, bump *b) {
     const tlm_config *c = &m->cfg;
     int64_t N = a->B * a->T, D = c->hidden_size, F = c->intermediate_size, L = c->n_layers;
@@ -113,6 +132,7 @@ static void layout(tlm_model *m, tlm_arena *a, bump *b) {
     a->norm_scratch = TAKE_F(b, (int64_t)a->nthreads * D);
 
     layout_lora(m, a, b);
+    layout_quant(m, a, b);
 
     if (a->train) {
         a->dx = TAKE_F(b, N * D);

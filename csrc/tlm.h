@@ -166,6 +166,11 @@ tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t 
                           const int32_t *attention_mask, const int32_t *position_ids,
                           int64_t B, int64_t T, float *loss, int64_t *n_tokens);
 
+/* Gradient checkpointing: training keeps only each layer's input and
+ * recomputes the layer in backward (less memory, about a third more compute). */
+void tlm_model_set_checkpointing(tlm_model *m, int on);
+int tlm_model_checkpointing(const tlm_model *m);
+
 /* Adds scale * d(last loss)/d(param) to the grads of trainable params. */
 tlm_status tlm_model_backward(tlm_model *m, float scale);
 void tlm_model_zero_grad(tlm_model *m);

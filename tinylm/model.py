@@ -200,6 +200,19 @@ class Model(AdapterMixin):
         return [name for name, _, trainable, *_ in self._core.params() if trainable]
 
     # ------------------------------------------------------------- compute
+    def gradient_checkpointing_enable(self) -> None:
+        """Training keeps only each layer's input and recomputes the layer in
+        backward: activation memory drops to about one layer's worth plus
+        [L, B, T, D], for roughly a third more compute."""
+        self._core.checkpointing(True)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self._core.checkpointing(False)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self._core.checkpointing()
+
     def forward(self, input_ids, attention_mask=None, position_ids=None) -> np.ndarray:
         """Logits, float32 [B, T, V]. attention_mask [B, T] of 0/1 masks keys;
         position_ids default to 0..T-1 per row, as transformers does."""

@@ -29,6 +29,7 @@ typedef struct {
 typedef struct {
     int64_t B, T;
     int train;
+    int checkpointing;                     /* training keeps layer inputs only (one shared slot) */
     int nthreads;
     size_t bytes;
     /* inputs kept for backward */
@@ -40,6 +41,7 @@ typedef struct {
     float *lora_in;                        /* [N, maxIn] dropout(x) of the LoRA path */
     float *lora_t;                         /* [N, maxR] dy B */
     float *lora_dx;                        /* [N, maxIn] the LoRA path's input gradient */
+    float *layer_out;                      /* [N,D] a recomputed layer's output (checkpointing) */
     float *qtile;                          /* [qtile_rows, maxIn] dequantized rows of a quantized weight */
     float *qblocks;                        /* [max NF4 blocks of a weight] their absmax, dequantized */
     int64_t qtile_rows;
@@ -104,6 +106,7 @@ struct tlm_model {
     int n_adapters;
     int active;                            /* adapter used by compute; -1 none */
     int merged;                            /* the active adapter is folded into the weights */
+    int checkpointing;                     /* gradient checkpointing requested */
     uint64_t rng_counter;                  /* advanced by each training loss() */
     /* state of the last loss(), for backward() */
     int have_loss;

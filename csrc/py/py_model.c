@@ -362,6 +362,15 @@ static PyObject *model_lora_state(ModelObject *self, PyObject *noargs) {
     return Py_BuildValue("(ii)", tlm_lora_active(self->model), tlm_lora_merged(self->model));
 }
 
+static PyObject *model_checkpointing(ModelObject *self, PyObject *args) {
+    CHECK_IDLE(self);
+    int on;
+    if (PyTuple_GET_SIZE(args) == 0) return PyBool_FromLong(tlm_model_checkpointing(self->model));
+    if (!PyArg_ParseTuple(args, "p", &on)) return NULL;
+    tlm_model_set_checkpointing(self->model, on);
+    Py_RETURN_NONE;
+}
+
 static PyObject *model_rng_counter(ModelObject *self, PyObject *args) {
     CHECK_IDLE(self);
     unsigned long long counter;
@@ -397,6 +406,8 @@ static PyMethodDef model_methods[] = {
     {"lora_merged_weight", (PyCFunction)model_lora_merged_weight, METH_VARARGS,
      "lora_merged_weight(layer, proj, out): out = W + scale B A, weights untouched"},
     {"lora_state", (PyCFunction)model_lora_state, METH_NOARGS, "(active id, merged)"},
+    {"checkpointing", (PyCFunction)model_checkpointing, METH_VARARGS,
+     "checkpointing() -> bool; checkpointing(flag) turns gradient checkpointing on or off"},
     {"rng_counter", (PyCFunction)model_rng_counter, METH_VARARGS, "rng_counter() -> n; rng_counter(n) sets it"},
     {NULL, NULL, 0, NULL},
 };

@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DEB_PKGS := libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev libhdf5-dev pkg-config gcc make
+DEB_PKGS := libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev libhdf5-dev hdf5-tools pkg-config gcc make
 CSRC   := $(shell find csrc -name '*.c' -o -name '*.h')
 
 .PHONY: deps venv build test test-c test-py bench clean

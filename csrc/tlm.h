@@ -207,6 +207,44 @@ int tlm_lora_merged(const tlm_model *m);
 uint64_t tlm_model_rng_counter(const tlm_model *m);
 void tlm_model_set_rng_counter(tlm_model *m, uint64_t counter);
 
+/* --- token cache (HDF5) --- */
+/* Tokenized datasets on disk, so a second run skips tokenization and data
+ * larger than memory streams. One file holds n examples: int32 input_ids and
+ * uint8 loss_mask [N] back to back, int64 offsets [n+1] (example i is tokens
+ * [offsets[i], offsets[i+1])), int64 lines [n] (1-based source line), and
+ * string attributes (the caller's key and options). */
+
+typedef struct tlm_cache tlm_cache;
+
+/* Starts a cache that becomes `path` on commit: it is filled under a
+ * temporary sibling name. */
+tlm_status tlm_cache_create(const char *path, tlm_cache **out);
+/* Sets (or replaces) a root string attribute of a cache being written;
+ * "tinylm_cache_version" is reserved. */
+tlm_status tlm_cache_set_attr(tlm_cache *c, const char *key, const char *value);
+/* Appends n examples: ids and mask hold sum(lengths) tokens back to back;
+ * lengths [n]; lines [n]. */
+tlm_status tlm_cache_append(tlm_cache *c, const int32_t *ids, const uint8_t *mask, const int64_t *lengths,
+                            const int64_t *lines, int64_t n);
+/* Flushes, fsyncs and renames the temporary file onto path. */
+tlm_status tlm_cache_commit(tlm_cache *c);
+
+/* Opens a finished cache and validates it: datasets present with the right
+ * types and ranks, lengths that agree, offsets from 0 to N non-decreasing,
+ * the format version. Any mismatch is TLM_EFORMAT (rebuild the cache). */
+tlm_status tlm_cache_open(const char *path, tlm_cache **out);
+int64_t tlm_cache_count(const tlm_cache *c);               /* n */
+int64_t tlm_cache_n_tokens(const tlm_cache *c);            /* N */
+const int64_t *tlm_cache_offsets(const tlm_cache *c);      /* [n+1], owned by c */
+const int64_t *tlm_cache_lines(const tlm_cache *c);        /* [n], owned by c */
+int64_t tlm_cache_attr_count(const tlm_cache *c);
+tlm_status tlm_cache_attr_get(const tlm_cache *c, int64_t i, const char **key, const char **value);
+/* Reads examples [first, first+n): ids and mask get offsets[first+n] -
+ * offsets[first] tokens each. */
+tlm_status tlm_cache_read(const tlm_cache *c, int64_t first, int64_t n, int32_t *ids, uint8_t *mask);
+/* Closes a reader, or discards an uncommitted writer's temporary file. */
+void tlm_cache_close(tlm_cache *c);
+
 #ifdef __cplusplus
 }
 #endif

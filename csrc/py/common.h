@@ -29,5 +29,6 @@ PyObject *tlm_py_view(PyObject *owner, void *ptr, const char *format, Py_ssize_t
 int tlm_py_init_common(PyObject *module);
 int tlm_py_init_safetensors(PyObject *module);
 int tlm_py_init_model(PyObject *module);
+int tlm_py_init_data(PyObject *module);
 
 #endif

@@ -24,6 +24,7 @@ from tinylm.errors import FormatError, NumericError
 
 OPTIMIZER_NAME = "optimizer.safetensors"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_LEFTOVER = re.compile(r"^(checkpoint-\d+|best)\.tmp$")
 
 
 # ------------------------------------------------------------------ folders
@@ -55,7 +56,8 @@ def write_folder(final: str, fill) -> None:
 
 def _replace_dir(src: str, dst: str) -> None:
     # rename() cannot replace a non-empty folder, so an existing one is moved
-    # aside first; between the two renames only `dst + ".old"` exists.
+    # aside first; a crash between the two renames leaves it as dst + ".old",
+    # which nothing deletes until the next replacement of dst.
     old = dst + ".old"
     if os.path.exists(dst):
         shutil.rmtree(old, ignore_errors=True)
@@ -74,19 +76,23 @@ def _fsync_dir(path: str) -> None:
 
 
 def prune(output_dir: str, keep: int | None) -> None:
-    """Deletes all but the newest `keep` checkpoints."""
-    if keep is None:
-        return
-    for _, path in checkpoints(output_dir)[:-keep]:
-        shutil.rmtree(path)
+    """Deletes all but the newest `keep` checkpoints, and the temporary
+    folders a killed process left behind (one Trainer writes a folder)."""
+    for name in os.listdir(output_dir):
+        if _LEFTOVER.match(name):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+    if keep is not None:
+        for _, path in checkpoints(output_dir)[:-keep]:
+            shutil.rmtree(path)
 
 
 # ------------------------------------------------------------------ weights
-def check_finite(model) -> None:
-    """Refuses to save trainable parameters holding NaN or inf."""
+def check_finite(model, step: int) -> None:
+    """Refuses to save trainable parameters holding NaN or inf (a NaN can
+    stay out of the loss, e.g. in a query that every key then ignores)."""
     for name in model.trainable_names():
         if not np.isfinite(model.param(name)).all():
-            raise NumericError(f"parameter {name} holds NaN or inf; not writing it to a checkpoint")
+            raise NumericError(f"step {step}: parameter {name} holds NaN or inf; not writing it to a checkpoint")
 
 
 def save_weights(model, folder: str) -> None:

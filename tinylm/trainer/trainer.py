@@ -228,7 +228,7 @@ class Trainer:
         result = self.evaluate()
         best = self.state.best_metric
         if best is None or result["eval_loss"] < best:
-            ckpt.check_finite(self.model)
+            ckpt.check_finite(self.model, self.state.global_step)
             ckpt.write_folder(os.path.join(self.config.output_dir, BEST_NAME),
                               lambda folder: ckpt.save_weights(self.model, folder))
             self.state.best_metric, self.state.best_global_step = result["eval_loss"], self.state.global_step
@@ -238,7 +238,7 @@ class Trainer:
     def _save_checkpoint(self) -> str:
         step = self.state.global_step
         folder = os.path.join(self.config.output_dir, f"checkpoint-{step}")
-        ckpt.check_finite(self.model)
+        ckpt.check_finite(self.model, self.state.global_step)
         ckpt.write_folder(folder, self._fill_checkpoint)
         self._last_saved = step
         ckpt.prune(self.config.output_dir, self.config.save_total_limit)
@@ -283,16 +283,18 @@ class Trainer:
         if saved["batch_size"] != self.config.batch_size:
             raise ValueError(f"{folder}: the checkpoint was trained with batch_size={saved['batch_size']}, and its "
                              f"data position counts batches of that size; resume with the same batch_size")
+        adapter = self.model.active_adapter
+        if record["weights"] == "adapter" and adapter is None:
+            raise ValueError(f"{folder}: the checkpoint holds a LoRA adapter; add the same adapter to the model "
+                             f"(model.add_lora with the same arguments and seed) before resuming")
+        if record["weights"] == "full" and adapter is not None:
+            raise ValueError(f"{folder}: the checkpoint holds a fully fine-tuned model, but this model trains "
+                             f"adapter {adapter!r}; resume it on the model without adapters")
         changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in self.config.to_dict().items()
                    if k not in _BOOKKEEPING and saved.get(k) != v]
         if changed:
             warnings.warn(f"resuming {folder} with changed settings ({'; '.join(changed)}): the run will differ "
                           f"from an uninterrupted one", UserWarning, stacklevel=3)
-        has_adapter = self.model.active_adapter is not None
-        if (record["weights"] == "adapter") != has_adapter:
-            need = "a LoRA adapter: add the same adapter (model.add_lora) before resuming" \
-                if record["weights"] == "adapter" else "a full model: remove the adapter to resume it"
-            raise ValueError(f"{folder}: the checkpoint holds {need}")
         ckpt.load_weights(self.model, folder)
         ckpt.load_optimizer(self.model, self.optimizer, folder)
         self.state = state_from(record)

@@ -19,26 +19,26 @@ KEYS = ("input_ids", "labels", "attention_mask", "position_ids")
 
 
 def as_batch(batch) -> dict:
-    """A batch dict of int32 arrays; input_ids and labels are required."""
+    """A batch dict of int32 [B, T] arrays (a 1-D array is one row);
+    input_ids and labels are required."""
     if not isinstance(batch, dict):
         raise TypeError(f"a batch must be a dict of arrays, got {type(batch).__name__}")
     missing = [k for k in ("input_ids", "labels") if k not in batch]
     if missing:
-        raise KeyError(f"a batch needs {missing[0]!r} (it has {sorted(batch)})")
-    return {k: np.asarray(batch[k], dtype=np.int32) for k in KEYS if batch.get(k) is not None}
+        raise ValueError(f"a batch needs {missing[0]!r} (it has {sorted(batch)})")
+    return {k: np.atleast_2d(np.asarray(batch[k], dtype=np.int32)) for k in KEYS if batch.get(k) is not None}
 
 
 def label_count(batch: dict) -> int:
-    """Tokens the loss counts: labels[:, 1:] != -100 (Hugging Face's shift)."""
-    labels = np.asarray(batch["labels"])
-    labels = labels[None, :] if labels.ndim == 1 else labels
-    return int(np.count_nonzero(labels[:, 1:] != -100))
+    """Tokens the loss counts in an as_batch() dict: labels[:, 1:] != -100
+    (Hugging Face's shift)."""
+    return int(np.count_nonzero(batch["labels"][:, 1:] != -100))
 
 
 def input_count(batch: dict) -> int:
     """Non-padding input tokens (the throughput measure)."""
     mask = batch.get("attention_mask")
-    return int(np.count_nonzero(mask)) if mask is not None else int(np.asarray(batch["input_ids"]).size)
+    return int(np.count_nonzero(mask)) if mask is not None else int(batch["input_ids"].size)
 
 
 class BatchStream:

@@ -17,8 +17,8 @@ import tinylm.data
 from tinylm import _core
 
 CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 260, "hidden_size": 32,
-          "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
-          "tie_word_embeddings": False, "initializer_range": 0.05}
+          "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "initializer_range": 0.05}
 
 
 class ByteTok:

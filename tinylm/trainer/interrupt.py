@@ -18,19 +18,25 @@ class StopRequest:
 
     def __init__(self):
         self.requested = False
+        self._installed = False
         self._previous = None
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
         return self
+
+    def _restore(self) -> None:
+        # None: the previous handler was not installed from Python; the default is the closest.
+        signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
+        self._restore()
         print("\ntinylm: Ctrl-C: stopping after this step and saving a checkpoint "
               "(press Ctrl-C again to stop now)", file=sys.stderr)
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        if self._installed:
+            self._restore()

@@ -80,7 +80,7 @@ class Trainer:
         self._last_saved = None
         self._updating = False          # between the optimizer update and recording its step
         self._total = self._warmup = 0
-        self._lr = 0.0
+        self._lr = 0.0                  # the learning rate of the last completed step
 
     def _check_trainable(self) -> None:
         trainable = self.model.trainable_names()
@@ -171,10 +171,11 @@ class Trainer:
             grad_norm = model._core.clip_grad_norm(float(cfg.max_grad_norm or 0.0))
         except NumericError:
             raise self._numeric_stop(step, "the gradient norm is not finite") from None
-        self._lr = cfg.learning_rate * lr_factor(cfg.lr_scheduler_type, step - 1, self._warmup, self._total)
+        lr = cfg.learning_rate * lr_factor(cfg.lr_scheduler_type, step - 1, self._warmup, self._total)
         self._updating = True
-        self.optimizer.lr = self._lr
+        self.optimizer.lr = lr
         self.optimizer.step()
+        self._lr = lr
         self.state.global_step = step
         self.state.data_position = stream.position
         self.state.epoch = stream.epoch_float()

@@ -4,10 +4,12 @@ from tinylm._core import get_num_threads, set_num_threads
 from tinylm.errors import FormatError, NumericError, UnsupportedError
 from tinylm.model import Model
 from tinylm.optim import AdamW, clip_grad_norm
+from tinylm.trainer import TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Model", "AdamW", "clip_grad_norm", "set_num_threads", "get_num_threads",
     "FormatError", "UnsupportedError", "NumericError", "__version__",
+    "Trainer", "TrainConfig",
 ]

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
-import sys
-import time
+
+from harness import ratio, run_case, time_steps
 
 # ~31M parameters: vocab 32000 (tied, 12.3M) + 12 layers of 1.57M.
 CONFIG = {
@@ -25,14 +22,9 @@ CONFIG = {
 }
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def batch(args):
     import numpy as np
-    rng = np.random.default_rng(0)
-    ids = rng.integers(0, CONFIG["vocab_size"], size=(args.batch, args.seq)).astype(np.int64)
+    ids = np.random.default_rng(0).integers(0, CONFIG["vocab_size"], size=(args.batch, args.seq)).astype(np.int64)
     return ids, ids.copy()
 
 
@@ -45,12 +37,11 @@ def run_tinylm(args) -> dict:
 
     def step():
         model.zero_grad()
-        loss = model.loss(ids, labels)
+        model.loss(ids, labels)
         model.backward()
         opt.step()
-        return loss
 
-    return time_steps(step, args, model.num_parameters())
+    return time_steps(step, args.steps, args.batch * args.seq, params=model.num_parameters())
 
 
 def run_torch(args) -> dict:
@@ -65,24 +56,13 @@ def run_torch(args) -> dict:
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
+        model(input_ids=ids, labels=labels).loss.backward()
         opt.step()
-        return loss.item()
 
-    return time_steps(step, args, sum(p.numel() for p in model.parameters()))
+    return time_steps(step, args.steps, args.batch * args.seq, params=sum(p.numel() for p in model.parameters()))
 
 
-def time_steps(step, args, n_params) -> dict:
-    step()  # warm-up: plans memory, faults pages in
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        loss = step()
-        times.append(time.perf_counter() - t0)
-    best = min(times)
-    return {"params": n_params, "step_s": best, "tokens_per_s": args.batch * args.seq / best,
-            "peak_rss_mb": peak_rss_mb(), "loss": float(loss)}
+CASES = {"tinylm": run_tinylm, "torch": run_torch}
 
 
 def main():
@@ -91,27 +71,24 @@ def main():
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--side", choices=["tinylm", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.side:
-        print(json.dumps(run_tinylm(args) if args.side == "tinylm" else run_torch(args)))
+    if args.case:
+        print(json.dumps(CASES[args.case](args)))
         return
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    results = {}
-    for side in ("tinylm", "torch"):
-        cmd = [sys.executable, __file__, "--side", side] + [f"--{k}={getattr(args, k)}" for k in
-                                                           ("threads", "batch", "seq", "steps")]
-        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-        results[side] = json.loads(out.strip().splitlines()[-1])
+    passthrough = [f"--{k}={getattr(args, k)}" for k in ("threads", "batch", "seq", "steps")]
+    results = {case: run_case(__file__, case, passthrough, args.threads) for case in CASES}
     ours, theirs = results["tinylm"], results["torch"]
-    print(f"Llama {ours['params'] / 1e6:.1f}M params, batch {args.batch} x seq {args.seq}, "
+    print(f"Llama {ours.get('params', 0) / 1e6:.1f}M params, batch {args.batch} x seq {args.seq}, "
           f"{args.threads} threads, full step (fwd + loss + bwd + AdamW), best of {args.steps}")
     print(f"{'':10} {'tokens/s':>10} {'step s':>8} {'peak RSS MB':>12}")
-    for side in ("tinylm", "torch"):
-        r = results[side]
-        print(f"{side:10} {r['tokens_per_s']:10.0f} {r['step_s']:8.3f} {r['peak_rss_mb']:12.0f}")
-    print(f"ratio tinylm/torch: tokens/s {ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x, "
-          f"peak RSS {ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}x")
+    for case, r in results.items():
+        if "error" in r:
+            print(f"{case:10} failed: {r['error']}")
+        else:
+            print(f"{case:10} {r['tokens_per_s']:10.0f} {r['step_s']:8.3f} {r['peak_rss_mb']:12.0f}")
+    print(f"ratio tinylm/torch: tokens/s {ratio(ours, theirs, 'tokens_per_s')}, "
+          f"peak RSS {ratio(ours, theirs, 'peak_rss_mb')}")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,9 @@ tlm_status tlm_st_write(const char *path, const tlm_st_tensor *tensors, int64_t 
 /* ----------------------------------------------------------------- model */
 
 typedef enum { TLM_ARCH_LLAMA = 0, TLM_ARCH_QWEN2 = 1 } tlm_arch;
+/* Storage of the frozen projection weights (q/k/v/o/gate/up/down); embeddings,
+ * norms and the LM head stay f32. */
+typedef enum { TLM_WEIGHTS_F32 = 0, TLM_WEIGHTS_NF4 = 1, TLM_WEIGHTS_INT8 = 2 } tlm_weight_storage;
 typedef enum { TLM_ROPE_DEFAULT = 0, TLM_ROPE_LINEAR = 1, TLM_ROPE_LLAMA3 = 2 } tlm_rope_type;
 
 typedef struct {
@@ -117,6 +120,7 @@ typedef struct {
     int qkv_bias;                /* q/k/v projections carry a bias */
     int o_bias;                  /* o_proj carries a bias */
     int mlp_bias;                /* gate/up/down carry a bias */
+    tlm_weight_storage weights;  /* how projection weights are stored */
 } tlm_config;
 
 typedef struct tlm_model tlm_model;
@@ -126,7 +130,8 @@ typedef struct {
     int ndim;              /* 1 or 2 */
     int64_t shape[2];
     int64_t numel;
-    float *data;           /* [shape] in the model's parameter block */
+    float *data;           /* [shape] in the model's parameter block; NULL when quantized */
+    int quantized;         /* stored NF4/int8: frozen, read with tlm_model_get_weight */
     float *grad;           /* same shape; NULL while frozen or before the first backward */
     float *adam_m, *adam_v;/* AdamW moments; NULL until the optimizer is set up */
     int trainable;
@@ -140,6 +145,12 @@ const tlm_config *tlm_model_config(const tlm_model *m);
 int64_t tlm_model_n_params(const tlm_model *m);
 tlm_status tlm_model_param(tlm_model *m, int64_t i, tlm_param *out);
 tlm_status tlm_model_set_trainable(tlm_model *m, int64_t i, int trainable);
+/* Copies src [numel] into parameter i, quantizing it if it is stored quantized. */
+tlm_status tlm_model_set_weight(tlm_model *m, int64_t i, const float *src);
+/* Copies parameter i into dst [numel], dequantizing it if needed. */
+tlm_status tlm_model_get_weight(tlm_model *m, int64_t i, float *dst);
+/* Bytes held by parameter i as stored. */
+size_t tlm_model_param_bytes(const tlm_model *m, int64_t i);
 tlm_status tlm_model_set_decay(tlm_model *m, int64_t i, int decay);
 
 /* input_ids [B,T]; attention_mask [B,T] of 0/1 or NULL (all ones);
@@ -154,6 +165,11 @@ tlm_status tlm_model_forward(tlm_model *m, const int32_t *input_ids, const int32
 tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t *labels,
                           const int32_t *attention_mask, const int32_t *position_ids,
                           int64_t B, int64_t T, float *loss, int64_t *n_tokens);
+
+/* Gradient checkpointing: training keeps only each layer's input and
+ * recomputes the layer in backward (less memory, about a third more compute). */
+void tlm_model_set_checkpointing(tlm_model *m, int on);
+int tlm_model_checkpointing(const tlm_model *m);
 
 /* Adds scale * d(last loss)/d(param) to the grads of trainable params. */
 tlm_status tlm_model_backward(tlm_model *m, float scale);
@@ -175,6 +191,21 @@ tlm_status tlm_adamw_step(tlm_model *m, const tlm_adamw_hparams *hp, int64_t ste
 /* Global L2 norm of all trainable grads; if max_norm > 0, scales the grads
  * by min(1, max_norm / (norm + 1e-6)) as torch.nn.utils.clip_grad_norm_. */
 tlm_status tlm_clip_grad_norm(tlm_model *m, float max_norm, float *norm);
+
+/* --------------------------------------------------------- quantization */
+/* bitsandbytes-compatible kernels, exposed so tests can compare them with
+ * bitsandbytes itself. NF4: blocks of 64, packed [(n+1)/2] with the even
+ * element in the high nibble, absmax [ceil(n/64)]. */
+void tlm_nf4_quantize(const float *x, int64_t n, uint8_t *packed, float *absmax);
+void tlm_nf4_dequantize(const uint8_t *packed, const float *absmax, int64_t i0, int64_t i1, float *out);
+/* Double quantization of NF4's absmax: offset (their mean), then 8-bit
+ * blockwise (256) codes and scales with bitsandbytes' signed dynamic map. */
+float tlm_nf4_absmax_offset(const float *absmax, int64_t nblocks);
+void tlm_nf4_double_quantize(const float *absmax, int64_t nblocks, float offset, uint8_t *q, float *scales,
+                             float *scratch);
+const float *tlm_dynamic_map(void); /* the 256 codes, ascending */
+/* int8 per row: q = round(x * 127 / absmax_row). */
+void tlm_int8_rows_quantize(const float *x, int64_t rows, int64_t cols, int8_t *q, float *absmax);
 
 /* ------------------------------------------------------------------ LoRA */
 

@@ -262,3 +262,27 @@ def test_merged_save_loads_in_transformers_and_leaves_the_model_alone(base_dir, 
     assert plain.parameter_names() == model.base_names()
     with model.disable_adapter():
         np.testing.assert_array_equal(plain.forward(ids, mask), model.forward(ids, mask))
+
+
+@pytest.mark.parametrize("with_lora", [True, False])
+def test_gradient_checkpointing_gives_the_same_gradients(base_dir, with_lora):
+    model = tinylm.Model.from_pretrained(base_dir)
+    if with_lora:
+        model.add_lora(r=4, alpha=8, target_modules="all-linear", dropout=0.1)
+        for n in model.parameter_names():
+            if "lora_B" in n:
+                model.param(n)[...] = 0.1
+    ids, mask, labels = batch(B=2, T=21)
+    results = []
+    for on in (False, True):
+        model.gradient_checkpointing_enable() if on else model.gradient_checkpointing_disable()
+        model._core.rng_counter(5)  # the same dropout masks both times
+        loss = model.loss(ids, labels, mask)
+        model.zero_grad()
+        model.backward()
+        results.append((loss, model.grads()))
+    assert model.is_gradient_checkpointing
+    (l1, g1), (l2, g2) = results
+    assert l1 == l2 and set(g1) == set(g2)
+    for name in g1:
+        np.testing.assert_array_equal(g1[name], g2[name], err_msg=name)

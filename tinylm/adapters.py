@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -213,9 +214,27 @@ class AdapterMixin:
         finally:
             self._core.lora_set_active(active)
 
-    def merge_adapter(self) -> None:
-        """Folds the active adapter into the base weights: W += scale * B A."""
+    def merge_adapter(self) -> dict | None:
+        """Folds the active adapter into the base weights: W += scale * B A.
+        On a quantized base the merged weight is requantized, which loses
+        precision: the relative RMS error of each requantized weight is
+        returned ({module: error}) and the worst one is warned about."""
+        if not self.quant or self.active_adapter is None:
+            self._core.lora_merge()
+            return None
+        exact = {name: self._merged_param(name) for name in self._adapted_weights()}
         self._core.lora_merge()
+        errors = {name: float(np.linalg.norm(self.weight(name) - w) / max(np.linalg.norm(w), 1e-30))
+                  for name, w in exact.items()}
+        worst = max(errors, key=errors.get)
+        warnings.warn(f"merge_adapter: requantizing to {self.quant} changed the merged weights by up to "
+                      f"{errors[worst]:.2%} (relative RMS, {worst})", stacklevel=2)
+        return errors
+
+    def _adapted_weights(self) -> list[str]:
+        """Base weight names the active adapter adapts."""
+        tag = f".lora_A.{self.active_adapter}.weight"
+        return [n.replace(tag, ".weight") for n in self.parameter_names() if n.endswith(tag)]
 
     def unmerge_adapter(self) -> None:
         self._core.lora_unmerge()
@@ -224,8 +243,8 @@ class AdapterMixin:
         """A base weight with the active adapter folded in (a copy)."""
         match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)\.weight", name)
         if not match or match.group(2) not in PROJ_MODULES:
-            return self.param(name)
-        out = np.empty_like(self.param(name))
+            return self.weight(name)
+        out = np.empty(self._table[self._index[name]][1], dtype=np.float32)
         self._core.lora_merged_weight(int(match.group(1)), PROJ_MODULES.index(match.group(2)), out)
         return out
 

@@ -55,7 +55,7 @@ def weight_files(directory: str) -> tuple[list[str], dict[str, str] | None]:
 
 def load_weights(core: "_core.Model", directory: str) -> None:
     """Fills the core model's parameters from the folder's safetensors."""
-    table = {name: (i, shape) for i, (name, shape, _, _) in enumerate(core.params())}
+    table = {name: (i, shape, quantized) for i, (name, shape, _, _, quantized) in enumerate(core.params())}
     tied = "lm_head.weight" not in table
     files, weight_map = weight_files(directory)
     loaded: dict[str, str] = {}
@@ -71,14 +71,19 @@ def load_weights(core: "_core.Model", directory: str) -> None:
                                       f"({weight_map.get(name)!r})")
                 if name in loaded:
                     raise FormatError(f"{path}: tensor \"{name}\" also appears in {loaded[name]}")
-                index, expected = table[name]
+                index, expected, quantized = table[name]
                 if tuple(shape) != tuple(expected):
                     raise FormatError(f"{path}: tensor \"{name}\" has shape {list(shape)} but config.json "
                                       f"implies {list(expected)}")
                 if dtype not in FLOAT_DTYPES:
                     raise FormatError(f"{path}: tensor \"{name}\" has dtype {dtype}; "
                                       f"expected one of {sorted(FLOAT_DTYPES)}")
-                st.read_into(name, core.param(index))
+                if quantized:  # read f32, then the core quantizes it
+                    staging = np.empty(expected, dtype=np.float32)
+                    st.read_into(name, staging)
+                    core.set_weight(index, staging)
+                else:
+                    st.read_into(name, core.param(index))
                 loaded[name] = path
     missing = [name for name in table if name not in loaded]
     if missing:

@@ -13,6 +13,8 @@ from tinylm.errors import FormatError, UnsupportedError
 
 ARCH_LLAMA, ARCH_QWEN2 = 0, 1
 ROPE_TYPES = {"default": 0, "linear": 1, "llama3": 2}
+# quant= of Model.from_pretrained -> how the core stores projection weights
+WEIGHT_STORAGE = {None: 0, "nf4": 1, "int8": 2}
 
 # architecture class name -> (core arch id, model_type)
 ARCHITECTURES = {
@@ -100,8 +102,10 @@ def _rope(config: dict, source: str) -> dict:
     return out
 
 
-def core_kwargs(config: dict, source: str = "config.json") -> dict:
+def core_kwargs(config: dict, source: str = "config.json", quant: str | None = None) -> dict:
     """Validated keyword arguments for tinylm._core.Model."""
+    if quant not in WEIGHT_STORAGE:
+        raise ValueError(f"quant must be one of None, \"nf4\", \"int8\"; got {quant!r}")
     arch_name = architecture_of(config, source)
     arch, model_type = ARCHITECTURES[arch_name]
     act = config.get("hidden_act", "silu")
@@ -146,6 +150,7 @@ def core_kwargs(config: dict, source: str = "config.json") -> dict:
         "qkv_bias": qkv_bias,
         "o_bias": o_bias,
         "mlp_bias": mlp_bias,
+        "weights": WEIGHT_STORAGE[quant],
     }
 
 

@@ -10,6 +10,7 @@ import copy
 import fnmatch
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -43,9 +44,10 @@ class Model(AdapterMixin, GenerationMixin):
     >>> loss = model.loss(ids, labels); model.backward()
     """
 
-    def __init__(self, config: dict, *, source: str = "config"):
+    def __init__(self, config: dict, *, source: str = "config", quant: str | None = None):
         self._config = copy.deepcopy(config)
-        self._core = _core.Model(**core_kwargs(config, source))
+        self.quant = quant
+        self._core = _core.Model(**core_kwargs(config, source, quant))
         self._refresh_table()
         self._init_adapters()
         self.last_num_tokens = 0  # labels counted by the last loss()
@@ -60,30 +62,31 @@ class Model(AdapterMixin, GenerationMixin):
     def from_pretrained(cls, path: str | os.PathLike, quant: str | None = None) -> "Model":
         """Loads a Hugging Face model folder: config.json plus model.safetensors
         or sharded model-0000K-of-0000N.safetensors with their index; weights
-        stored F32, BF16 or F16 are held as f32."""
-        if quant is not None:
-            raise NotImplementedError(f"quant={quant!r}: quantized bases are not implemented yet")
+        stored F32, BF16 or F16 are held as f32. quant="nf4" (bitsandbytes'
+        NF4 with double quantization) or "int8" (per-row absmax) stores the
+        q/k/v/o/gate/up/down weights quantized and frozen, for QLoRA;
+        embeddings, norms and the LM head stay f32."""
         path = os.fspath(path)
         if not os.path.isdir(path):
             raise FileNotFoundError(f"{path}: not a model folder")
         cfg_file = config_path(path)
-        model = cls(read_config(cfg_file), source=cfg_file)
+        model = cls(read_config(cfg_file), source=cfg_file, quant=quant)
         checkpoint.load_weights(model._core, path)
         return model
 
     @classmethod
-    def from_config(cls, config: dict, seed: int = 0) -> "Model":
+    def from_config(cls, config: dict, seed: int = 0, quant: str | None = None) -> "Model":
         """A model with fresh weights initialised as transformers does: linear
         and embedding weights ~ N(0, initializer_range), biases 0, norms 1."""
-        model = cls(config)
+        model = cls(config, quant=quant)
         std = float(config.get("initializer_range", 0.02))
         rng = np.random.default_rng(seed)
-        for name, shape, *_ in model._table:
-            param = model.param(name)
+        for i, (name, shape, *_) in enumerate(model._table):
             if len(shape) == 2:
-                param[...] = rng.normal(0.0, std, size=shape).astype(np.float32)
+                value = rng.normal(0.0, std, size=shape).astype(np.float32)
             else:
-                param[...] = 1.0 if name.endswith("norm.weight") else 0.0
+                value = np.full(shape, 1.0 if name.endswith("norm.weight") else 0.0, dtype=np.float32)
+            model._core.set_weight(i, value)
         return model
 
     def save_pretrained(self, path: str | os.PathLike, dtype: str = "float32", max_shard_size="5GB",
@@ -98,7 +101,10 @@ class Model(AdapterMixin, GenerationMixin):
         fold = merged and not self._core.lora_state()[1]
         if fold and self.active_adapter is None:
             raise ValueError("save_pretrained(merged=True) needs an active adapter")
-        named = [(name, self._merged_param(name) if fold else self.param(name)) for name in self.base_names()]
+        if self.quant:
+            warnings.warn(f"save_pretrained: the {self.quant} projection weights are written dequantized to {dtype}",
+                          stacklevel=2)
+        named = [(name, self._merged_param(name) if fold else self.weight(name)) for name in self.base_names()]
         checkpoint.save_weights(named, path, dtype=dtype, max_shard_size=max_shard_size)
         config = copy.deepcopy(self._config)
         for key in ("torch_dtype", "dtype"):
@@ -123,12 +129,22 @@ class Model(AdapterMixin, GenerationMixin):
         return [name for name in self.parameter_names() if ".lora_" not in name]
 
     def param(self, name: str) -> np.ndarray:
-        """A writable float32 view of one parameter."""
+        """A writable float32 view of one parameter (TypeError for a quantized
+        one: use weight())."""
         return np.asarray(self._core.param(self._lookup(name)))
 
+    def weight(self, name: str) -> np.ndarray:
+        """A float32 copy of one parameter, dequantized if stored quantized."""
+        i = self._lookup(name)
+        out = np.empty(self._table[i][1], dtype=np.float32)
+        self._core.get_weight(i, out)
+        return out
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """{name: float32 view}; the views share memory with the model."""
-        return {name: self.param(name) for name in self.parameter_names()}
+        """{name: float32 array}: views sharing memory with the model, and
+        dequantized copies of quantized weights."""
+        return {name: self.weight(name) if quantized else self.param(name)
+                for name, _, _, _, quantized in self._table}
 
     def load_state_dict(self, tensors: dict, strict: bool = True) -> None:
         """Copies arrays into the parameters (shapes must match)."""
@@ -140,15 +156,19 @@ class Model(AdapterMixin, GenerationMixin):
         for name, value in tensors.items():
             if name not in self._index:
                 continue
-            dst = self.param(name)
-            src = np.asarray(value, dtype=np.float32)
-            if src.shape != dst.shape:
-                raise ValueError(f"{name}: shape {list(src.shape)} does not match {list(dst.shape)}")
-            dst[...] = src
+            i = self._index[name]
+            src = np.ascontiguousarray(value, dtype=np.float32)
+            if src.shape != tuple(self._table[i][1]):
+                raise ValueError(f"{name}: shape {list(src.shape)} does not match {list(self._table[i][1])}")
+            self._core.set_weight(i, src)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(int(np.prod(shape)) for _, shape, trainable, _ in self._core.params()
+        return sum(int(np.prod(shape)) for _, shape, trainable, *_ in self._core.params()
                    if trainable or not trainable_only)
+
+    def parameter_bytes(self) -> int:
+        """Bytes the parameters take as stored (quantized weights count packed)."""
+        return sum(self._core.param_bytes(i) for i in range(len(self._table)))
 
     def _lookup(self, name: str) -> int:
         try:
@@ -178,9 +198,22 @@ class Model(AdapterMixin, GenerationMixin):
             self._core.set_trainable(i, True)
 
     def trainable_names(self) -> list[str]:
-        return [name for name, _, trainable, _ in self._core.params() if trainable]
+        return [name for name, _, trainable, *_ in self._core.params() if trainable]
 
     # ------------------------------------------------------------- compute
+    def gradient_checkpointing_enable(self) -> None:
+        """Training keeps only each layer's input and recomputes the layer in
+        backward: activation memory drops to about one layer's worth plus
+        [L, B, T, D], for roughly a third more compute."""
+        self._core.checkpointing(True)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self._core.checkpointing(False)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self._core.checkpointing()
+
     def forward(self, input_ids, attention_mask=None, position_ids=None) -> np.ndarray:
         """Logits, float32 [B, T, V]. attention_mask [B, T] of 0/1 masks keys;
         position_ids default to 0..T-1 per row, as transformers does."""

@@ -126,20 +126,44 @@ tlm_status tlm_lora_set_active(tlm_model *m, int id) {
     return TLM_OK;
 }
 
-/* W += sign * scale * B A over every adapted projection of the active adapter. */
+static int64_t max_proj_elems(const tlm_config *c) {
+    int64_t most = 0, in, out;
+    for (int p = 0; p < TLM_PROJ_COUNT; p++) {
+        tlm_proj_dims(c, p, &in, &out);
+        most = tlm_max_i64(most, in * out);
+    }
+    return most;
+}
+
+/* W += sign * scale * B A over every adapted projection of the active
+ * adapter. A quantized W is dequantized, merged in f32 and requantized (so
+ * merging into an NF4/int8 base is lossy, as in PEFT). */
 static tlm_status fold(tlm_model *m, float sign) {
     if (m->active < 0) return tlm_fail(TLM_EINVAL, "no active adapter to merge");
     const tlm_lora *a = &m->adapters[m->active];
     const tlm_config *c = &m->cfg;
+    float *tmp = NULL;
     for (int64_t i = 0; i < c->n_layers * TLM_PROJ_COUNT; i++) {
         if (!a->ranks[i]) continue;
         int64_t in, out, l = i / TLM_PROJ_COUNT;
-        int p = (int)(i % TLM_PROJ_COUNT);
+        int p = (int)(i % TLM_PROJ_COUNT), w = m->layer_params[l][tlm_proj_weight_role(p)];
         tlm_proj_dims(c, p, &in, &out);
-        float *W = tlm_pdata(m, m->layer_params[l][tlm_proj_weight_role(p)]);
+        float *W = m->params[w].data;
+        if (m->params[w].qw) {
+            if (!tmp && !(tmp = malloc((size_t)max_proj_elems(c) * sizeof(float))))
+                return tlm_fail(TLM_ENOMEM, "out of memory merging adapter \"%s\"", a->name);
+            tlm_status st = tlm_model_get_weight(m, w, tmp);
+            if (st != TLM_OK) { free(tmp); return st; }
+            W = tmp;
+        }
         tlm_lora_merge_weight(W, tlm_pdata(m, a->a_idx[i]), tlm_pdata(m, a->b_idx[i]), sign * a->scales[i], out, in,
                               a->ranks[i]);
+        if (m->params[w].qw) {
+            tlm_status st = tlm_model_set_weight(m, w, tmp);
+            if (st != TLM_OK) { free(tmp); return st; }
+        }
     }
+    free(tmp);
     m->have_loss = 0;
     return TLM_OK;
 }
@@ -163,7 +187,7 @@ tlm_status tlm_lora_merged_weight(tlm_model *m, int64_t layer, int proj, float *
         return tlm_fail(TLM_EINVAL, "no projection %d in layer %lld", proj, (long long)layer);
     int64_t in, n_out, i = layer * TLM_PROJ_COUNT + proj;
     tlm_proj_dims(&m->cfg, proj, &in, &n_out);
-    memcpy(out, tlm_pdata(m, m->layer_params[layer][tlm_proj_weight_role(proj)]), (size_t)(in * n_out) * sizeof(float));
+    TLM_TRY(tlm_model_get_weight(m, m->layer_params[layer][tlm_proj_weight_role(proj)], out));
     const tlm_lora *a = tlm_active_lora(m);
     if (a && a->ranks[i])
         tlm_lora_merge_weight(out, tlm_pdata(m, a->a_idx[i]), tlm_pdata(m, a->b_idx[i]), a->scales[i], n_out, in,

@@ -51,9 +51,18 @@ static void layout_lora(tlm_model *m, tlm_arena *a, bump *b) {
     int64_t max_r = 0, max_in = tlm_max_i64(c->hidden_size, tlm_max_i64(c->intermediate_size,
                                                                           c->n_heads * c->head_dim));
     for (int64_t i = 0; i < n; i++) max_r = tlm_max_i64(max_r, lora->ranks[i]);
+    /* x A^T must live until the projection's backward: per (layer,
+     * projection) in training, per projection when layers are recomputed one
+     * at a time, and one buffer in inference, where it is used at once. */
     float *shared = a->train ? NULL : TAKE_F(b, N * max_r);
+    float *per_proj[TLM_PROJ_COUNT] = {0};
+    if (a->train && a->checkpointing)
+        for (int p = 0; p < TLM_PROJ_COUNT; p++) per_proj[p] = TAKE_F(b, N * max_r);
     for (int64_t i = 0; i < n; i++) {
-        float *xa = !lora->ranks[i] ? NULL : a->train ? TAKE_F(b, N * lora->ranks[i]) : shared;
+        float *xa = !lora->ranks[i] ? NULL
+                    : !a->train     ? shared
+                    : a->checkpointing ? per_proj[i % TLM_PROJ_COUNT]
+                                       : TAKE_F(b, N * lora->ranks[i]);
         if (b->base) a->xa[i] = xa;
     }
     if (a->train) {
@@ -65,11 +74,32 @@ static void layout_lora(tlm_model *m, tlm_arena *a, bump *b) {
     }
 }
 
+/* Room to dequantize a quantized weight a tile of rows at a time: about a
+ * megabyte, at least 64 rows, so each tile's GEMM is still a big one. */
+static void layout_quant(tlm_model *m, tlm_arena *a, bump *b) {
+    const tlm_config *c = &m->cfg;
+    a->qtile = a->qblocks = NULL;
+    a->qtile_rows = 0;
+    if (c->weights == TLM_WEIGHTS_F32) return;
+    int64_t max_in = 0, max_elems = 0;
+    for (int p = 0; p < TLM_PROJ_COUNT; p++) {
+        int64_t in, out;
+        tlm_proj_dims(c, p, &in, &out);
+        max_in = tlm_max_i64(max_in, in);
+        max_elems = tlm_max_i64(max_elems, in * out);
+    }
+    a->qtile_rows = tlm_max_i64(64, ((int64_t)1 << 18) / max_in);
+    a->qtile = TAKE_F(b, a->qtile_rows * max_in);
+    a->qblocks = TAKE_F(b, max_elems / 64 + 2);
+}
+
 static void layout(tlm_model *m, tlm_arena *a, bump *b) {
     const tlm_config *c = &m->cfg;
     int64_t N = a->B * a->T, D = c->hidden_size, F = c->intermediate_size, L = c->n_layers;
     int64_t QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim, E = c->head_dim;
-    int64_t slots = a->train ? L : 1; /* saved tensors per layer, or one shared set */
+    /* saved tensors per layer, or one shared set (inference, or checkpointing
+     * where backward recomputes each layer into it) */
+    int64_t slots = a->train && !a->checkpointing ? L : 1;
 
     a->ids = TAKE_I(b, N);
     a->mask = TAKE_I(b, N);
@@ -113,7 +143,9 @@ static void layout(tlm_model *m, tlm_arena *a, bump *b) {
     a->norm_scratch = TAKE_F(b, (int64_t)a->nthreads * D);
 
     layout_lora(m, a, b);
+    layout_quant(m, a, b);
 
+    a->layer_out = a->train && a->checkpointing ? TAKE_F(b, N * D) : NULL;
     if (a->train) {
         a->dx = TAKE_F(b, N * D);
         a->dh = TAKE_F(b, N * D);
@@ -144,10 +176,11 @@ tlm_status tlm_arena_plan(tlm_model *m, int64_t B, int64_t T, int train) {
     tlm_arena *a = &m->arena;
     int nthreads = omp_get_max_threads();
     const tlm_lora *lora = tlm_active_lora(m);
+    int checkpointing = train && m->checkpointing;
     if (m->arena_block && a->B == B && a->T == T && a->train == train && a->nthreads == nthreads &&
-        a->lora_active == (lora ? m->active : -1))
+        a->lora_active == (lora ? m->active : -1) && a->checkpointing == checkpointing)
         return TLM_OK;
-    tlm_arena next = {.B = B, .T = T, .train = train, .nthreads = nthreads};
+    tlm_arena next = {.B = B, .T = T, .train = train, .checkpointing = checkpointing, .nthreads = nthreads};
     bump measure = {NULL, 0};
     layout(m, &next, &measure);
     if (measure.used > m->arena_capacity) {

@@ -45,7 +45,9 @@ static void stage_inputs(tlm_model *m, const int32_t *ids, const int32_t *mask, 
     tlm_rope_tables(a->cos_t, a->sin_t, a->pos, m->inv_freq, N, m->cfg.head_dim);
 }
 
-static void layer_forward(tlm_model *m, int64_t l) {
+/* Writes the layer's output to `out` (xs[l+1], or scratch when backward
+ * recomputes a checkpointed layer). */
+static void layer_forward(tlm_model *m, int64_t l, float *out) {
     const tlm_config *c = &m->cfg;
     tlm_arena *a = &m->arena;
     int64_t N = a->B * a->T, D = c->hidden_size, F = c->intermediate_size, E = c->head_dim;
@@ -68,7 +70,7 @@ static void layer_forward(tlm_model *m, int64_t l) {
     tlm_proj_forward(m, l, TLM_PROJ_UP, a->u[l], a->h, N);
     tlm_swiglu_forward(a->m, a->g[l], a->u[l], N * F);
     tlm_proj_forward(m, l, TLM_PROJ_DOWN, a->a, a->m, N);
-    tlm_add(a->xs[l + 1], a->xmid[l], a->a, N * D);
+    tlm_add(out, a->xmid[l], a->a, N * D);
 }
 
 /* Embedding, every layer, final norm into a->h_f. */
@@ -77,7 +79,7 @@ static void trunk_forward(tlm_model *m) {
     const tlm_config *c = &m->cfg;
     int64_t N = a->B * a->T, D = c->hidden_size;
     tlm_embedding_forward(a->xs[0], a->ids, tlm_pdata(m, m->embed), N, D);
-    for (int64_t l = 0; l < c->n_layers; l++) layer_forward(m, l);
+    for (int64_t l = 0; l < c->n_layers; l++) layer_forward(m, l, a->xs[l + 1]);
     tlm_rmsnorm_forward(a->h_f, a->rstd_f, a->xs[c->n_layers], tlm_pdata(m, m->final_norm), N, D, c->rms_norm_eps);
 }
 
@@ -202,9 +204,19 @@ tlm_status tlm_model_backward(tlm_model *m, float scale) {
         tlm_rmsnorm_backward(a->dx, 0.0f, tlm_pgrad(m, m->final_norm), a->dh, a->xs[c->n_layers],
                              tlm_pdata(m, m->final_norm), a->rstd_f, N, D, a->norm_scratch);
         int64_t stop = lowest < 0 ? 0 : lowest;
-        for (int64_t l = c->n_layers - 1; l >= stop; l--) layer_backward(m, l, l > lowest);
+        for (int64_t l = c->n_layers - 1; l >= stop; l--) {
+            if (a->checkpointing) layer_forward(m, l, a->layer_out); /* rebuild what the layer saved */
+            layer_backward(m, l, l > lowest);
+        }
         float *dE = tlm_pgrad(m, m->embed);
         if (dE) tlm_embedding_backward(dE, a->ids, a->dx, N, D);
     }
     return TLM_OK;
 }
+
+void tlm_model_set_checkpointing(tlm_model *m, int on) {
+    m->checkpointing = !!on;
+    m->have_loss = 0;
+}
+
+int tlm_model_checkpointing(const tlm_model *m) { return m->checkpointing; }

@@ -3,6 +3,7 @@
 #define TLM_MODEL_H
 
 #include "tlm.h"
+#include "quant/quant.h"
 
 /* Parameters of one decoder layer, by role; -1 where the config has none. */
 enum {
@@ -17,6 +18,7 @@ typedef struct {
     int64_t shape[2];
     int64_t numel;
     float *data;          /* [shape] f32; in param_block for the base, an adapter's block for LoRA */
+    tlm_qweight *qw;      /* set instead of data for a quantized projection weight */
     int64_t grad_offset;  /* into grad_block and the AdamW moment blocks; -1 while frozen */
     int trainable, decay;
 } tlm_param_slot;
@@ -27,6 +29,7 @@ typedef struct {
 typedef struct {
     int64_t B, T;
     int train;
+    int checkpointing;                     /* training keeps layer inputs only (one shared slot) */
     int nthreads;
     size_t bytes;
     /* inputs kept for backward */
@@ -38,6 +41,10 @@ typedef struct {
     float *lora_in;                        /* [N, maxIn] dropout(x) of the LoRA path */
     float *lora_t;                         /* [N, maxR] dy B */
     float *lora_dx;                        /* [N, maxIn] the LoRA path's input gradient */
+    float *layer_out;                      /* [N,D] a recomputed layer's output (checkpointing) */
+    float *qtile;                          /* [qtile_rows, maxIn] dequantized rows of a quantized weight */
+    float *qblocks;                        /* [max NF4 blocks of a weight] their absmax, dequantized */
+    int64_t qtile_rows;
     float *cos_t, *sin_t;                  /* [N, E/2] */
     /* per layer (arrays of L pointers; L+1 for xs) */
     float **xs;                            /* [N,D] residual stream entering layer l; xs[L] leaves the last */
@@ -99,6 +106,7 @@ struct tlm_model {
     int n_adapters;
     int active;                            /* adapter used by compute; -1 none */
     int merged;                            /* the active adapter is folded into the weights */
+    int checkpointing;                     /* gradient checkpointing requested */
     uint64_t rng_counter;                  /* advanced by each training loss() */
     /* state of the last loss(), for backward() */
     int have_loss;

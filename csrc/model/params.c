@@ -22,6 +22,8 @@ static tlm_status validate_config(const tlm_config *c) {
             (long long)c->head_dim);
     REQUIRE(c->rms_norm_eps > 0.0f, "rms_norm_eps must be > 0");
     REQUIRE(c->rope_theta > 0.0f, "rope_theta must be > 0");
+    REQUIRE(c->weights == TLM_WEIGHTS_F32 || c->weights == TLM_WEIGHTS_NF4 || c->weights == TLM_WEIGHTS_INT8,
+            "unknown weight storage id %d", (int)c->weights);
     REQUIRE(c->rope_type == TLM_ROPE_DEFAULT || c->rope_type == TLM_ROPE_LINEAR || c->rope_type == TLM_ROPE_LLAMA3,
             "unknown rope type id %d", (int)c->rope_type);
     if (c->rope_type != TLM_ROPE_DEFAULT) REQUIRE(c->rope_factor > 0.0f, "rope_scaling factor must be > 0");
@@ -60,11 +62,29 @@ int tlm_model_add_param(tlm_model *m, const char *name, int64_t rows, int64_t co
     return (int)m->n_params++;
 }
 
-/* Base parameters: a slot each, laid out in one block afterwards. */
-static int add_param(tlm_model *m, const char *name, int64_t rows, int64_t cols, int decay) {
-    int i = tlm_model_add_param(m, name, rows, cols, decay);
-    if (i >= 0) m->param_numel += (m->params[i].numel + 15) & ~(int64_t)15; /* 64-byte aligned starts */
-    return i;
+static const int PROJ_WEIGHT_ROLES[] = {P_WQ, P_WK, P_WV, P_WO, P_WG, P_WU, P_WD};
+
+/* Gives the projection weights quantized storage (frozen); the rest of the
+ * base gets one f32 block. */
+static int allocate_base(tlm_model *m) {
+    if (m->cfg.weights != TLM_WEIGHTS_F32)
+        for (int64_t l = 0; l < m->cfg.n_layers; l++)
+            for (size_t r = 0; r < sizeof PROJ_WEIGHT_ROLES / sizeof *PROJ_WEIGHT_ROLES; r++) {
+                tlm_param_slot *p = &m->params[m->layer_params[l][PROJ_WEIGHT_ROLES[r]]];
+                p->qw = calloc(1, sizeof *p->qw);
+                if (!p->qw || tlm_qweight_alloc(p->qw, m->cfg.weights, p->shape[0], p->shape[1]) < 0) return -1;
+                p->trainable = 0;
+            }
+    for (int64_t i = 0; i < m->n_params; i++)
+        if (!m->params[i].qw) m->param_numel += (m->params[i].numel + 15) & ~(int64_t)15; /* 64-byte aligned */
+    m->param_block = tlm_alloc((size_t)m->param_numel * sizeof(float));
+    if (!m->param_block) return -1;
+    for (int64_t i = 0, at = 0; i < m->n_params; i++) {
+        if (m->params[i].qw) continue;
+        m->params[i].data = m->param_block + at;
+        at += (m->params[i].numel + 15) & ~(int64_t)15;
+    }
+    return 0;
 }
 
 static int build_table(tlm_model *m) {
@@ -72,13 +92,13 @@ static int build_table(tlm_model *m) {
     int64_t D = c->hidden_size, F = c->intermediate_size;
     int64_t QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
     char name[128];
-    m->embed = add_param(m, "model.embed_tokens.weight", c->vocab_size, D, 1);
+    m->embed = tlm_model_add_param(m, "model.embed_tokens.weight", c->vocab_size, D, 1);
     for (int64_t l = 0; l < c->n_layers; l++) {
         int *lp = m->layer_params[l];
         for (int r = 0; r < P_LAYER_ROLES; r++) lp[r] = -1;
 #define ADD(role, suffix, rows, cols, decay)                                              \
         snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix);      \
-        if ((lp[role] = add_param(m, name, rows, cols, decay)) < 0) return -1
+        if ((lp[role] = tlm_model_add_param(m, name, rows, cols, decay)) < 0) return -1
         ADD(P_IN_NORM, "input_layernorm.weight", D, 0, 0);
         ADD(P_WQ, "self_attn.q_proj.weight", QD, D, 1);
         if (c->qkv_bias) { ADD(P_BQ, "self_attn.q_proj.bias", QD, 0, 0); }
@@ -97,8 +117,8 @@ static int build_table(tlm_model *m) {
         if (c->mlp_bias) { ADD(P_BD, "mlp.down_proj.bias", D, 0, 0); }
 #undef ADD
     }
-    m->final_norm = add_param(m, "model.norm.weight", D, 0, 0);
-    m->lm_head = c->tie_word_embeddings ? m->embed : add_param(m, "lm_head.weight", c->vocab_size, D, 1);
+    m->final_norm = tlm_model_add_param(m, "model.norm.weight", D, 0, 0);
+    m->lm_head = c->tie_word_embeddings ? m->embed : tlm_model_add_param(m, "lm_head.weight", c->vocab_size, D, 1);
     return m->embed >= 0 && m->final_norm >= 0 && m->lm_head >= 0 ? 0 : -1;
 }
 
@@ -112,15 +132,9 @@ tlm_status tlm_model_create(const tlm_config *cfg, tlm_model **out) {
     m->layer_params = calloc((size_t)cfg->n_layers, sizeof *m->layer_params);
     m->inv_freq = tlm_alloc((size_t)cfg->head_dim / 2 * sizeof(float));
     if (!m->layer_params || !m->inv_freq || build_table(m) < 0) goto oom;
-    m->param_block = tlm_alloc((size_t)m->param_numel * sizeof(float));
-    if (!m->param_block) {
+    if (allocate_base(m) < 0) {
         tlm_model_free(m);
-        return tlm_fail(TLM_ENOMEM, "out of memory for %lld parameters (%.1f MB)", (long long)m->param_numel,
-                        (double)m->param_numel * 4 / 1e6);
-    }
-    for (int64_t i = 0, at = 0; i < m->n_params; i++) {
-        m->params[i].data = m->param_block + at;
-        at += (m->params[i].numel + 15) & ~(int64_t)15;
+        return tlm_fail(TLM_ENOMEM, "out of memory for the model's parameters");
     }
     tlm_rope_inv_freq(m->inv_freq, cfg->head_dim, cfg->rope_theta, cfg->rope_type, cfg->rope_factor,
                       cfg->rope_low_freq_factor, cfg->rope_high_freq_factor, cfg->rope_original_max_position);
@@ -134,7 +148,11 @@ oom:
 void tlm_model_free(tlm_model *m) {
     if (!m) return;
     if (m->params)
-        for (int64_t i = 0; i < m->n_params; i++) free(m->params[i].name);
+        for (int64_t i = 0; i < m->n_params; i++) {
+            free(m->params[i].name);
+            if (m->params[i].qw) tlm_qweight_free(m->params[i].qw);
+            free(m->params[i].qw);
+        }
     free(m->params);
     free(m->layer_params);
     tlm_free(m->inv_freq);
@@ -162,6 +180,7 @@ tlm_status tlm_model_param(tlm_model *m, int64_t i, tlm_param *out) {
     out->shape[1] = p->shape[1];
     out->numel = p->numel;
     out->data = p->data;
+    out->quantized = p->qw != NULL;
     out->grad = tlm_pgrad(m, (int)i);
     out->adam_m = (m->adam_m && p->grad_offset >= 0) ? m->adam_m + p->grad_offset : NULL;
     out->adam_v = (m->adam_v && p->grad_offset >= 0) ? m->adam_v + p->grad_offset : NULL;
@@ -174,6 +193,9 @@ tlm_status tlm_model_param(tlm_model *m, int64_t i, tlm_param *out) {
  * backward and drops optimizer moments (they no longer line up). */
 tlm_status tlm_model_set_trainable(tlm_model *m, int64_t i, int trainable) {
     if (i < 0 || i >= m->n_params) return tlm_fail(TLM_EINVAL, "parameter index %lld out of range", (long long)i);
+    if (trainable && m->params[i].qw)
+        return tlm_fail(TLM_EINVAL, "%s is stored quantized and cannot be trained (train an adapter on it)",
+                        m->params[i].name);
     if (m->params[i].trainable != !!trainable) {
         m->params[i].trainable = !!trainable;
         m->grads_planned = 0;
@@ -210,4 +232,39 @@ tlm_status tlm_model_plan_grads(tlm_model *m) {
 
 void tlm_model_zero_grad(tlm_model *m) {
     if (m->grad_block) memset(m->grad_block, 0, (size_t)m->grad_numel * sizeof(float));
+}
+
+tlm_status tlm_model_set_weight(tlm_model *m, int64_t i, const float *src) {
+    if (i < 0 || i >= m->n_params) return tlm_fail(TLM_EINVAL, "parameter index %lld out of range", (long long)i);
+    tlm_param_slot *p = &m->params[i];
+    if (!p->qw) {
+        memcpy(p->data, src, (size_t)p->numel * sizeof(float));
+        return TLM_OK;
+    }
+    float *scratch = malloc((size_t)tlm_qweight_blocks(p->qw) * sizeof(float));
+    if (!scratch) return tlm_fail(TLM_ENOMEM, "out of memory quantizing %s", p->name);
+    tlm_qweight_set(p->qw, src, scratch);
+    free(scratch);
+    m->have_loss = 0;
+    return TLM_OK;
+}
+
+tlm_status tlm_model_get_weight(tlm_model *m, int64_t i, float *dst) {
+    if (i < 0 || i >= m->n_params) return tlm_fail(TLM_EINVAL, "parameter index %lld out of range", (long long)i);
+    tlm_param_slot *p = &m->params[i];
+    if (!p->qw) {
+        memcpy(dst, p->data, (size_t)p->numel * sizeof(float));
+        return TLM_OK;
+    }
+    float *scratch = malloc((size_t)tlm_qweight_blocks(p->qw) * sizeof(float));
+    if (!scratch) return tlm_fail(TLM_ENOMEM, "out of memory dequantizing %s", p->name);
+    tlm_qweight_rows(p->qw, 0, p->shape[0], dst, scratch);
+    free(scratch);
+    return TLM_OK;
+}
+
+size_t tlm_model_param_bytes(const tlm_model *m, int64_t i) {
+    if (i < 0 || i >= m->n_params) return 0;
+    const tlm_param_slot *p = &m->params[i];
+    return p->qw ? tlm_qweight_bytes(p->qw) : (size_t)p->numel * sizeof(float);
 }

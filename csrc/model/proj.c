@@ -35,11 +35,39 @@ static const float *lora_input(tlm_model *m, const tlm_lora *a, int64_t l, int p
     return m->arena.lora_in;
 }
 
+/* y = x W^T + b with W quantized: each tile of rows of W is dequantized into
+ * the arena and multiplied, so the whole f32 weight never exists. */
+static void quantized_forward(tlm_model *m, const tlm_qweight *qw, float *y, const float *x, const float *bias,
+                              int64_t N, int64_t in, int64_t out) {
+    tlm_arena *a = &m->arena;
+    for (int64_t r0 = 0; r0 < out; r0 += a->qtile_rows) {
+        int64_t r1 = tlm_min_i64(r0 + a->qtile_rows, out);
+        tlm_qweight_rows(qw, r0, r1, a->qtile, a->qblocks);
+        tlm_gemm_xwt(y + r0, out, x, a->qtile, N, in, r1 - r0);
+    }
+    if (bias) tlm_add_bias(y, bias, N, out);
+}
+
+/* dx = beta dx + dy W, tile by tile (the weight is frozen: no dW). */
+static void quantized_backward_dx(tlm_model *m, const tlm_qweight *qw, float *dx, float beta, const float *dy,
+                                  int64_t N, int64_t in, int64_t out) {
+    tlm_arena *a = &m->arena;
+    for (int64_t r0 = 0; r0 < out; r0 += a->qtile_rows) {
+        int64_t r1 = tlm_min_i64(r0 + a->qtile_rows, out);
+        tlm_qweight_rows(qw, r0, r1, a->qtile, a->qblocks);
+        tlm_gemm_dyw(dx, r0 == 0 ? beta : 1.0f, dy + r0, out, a->qtile, N, in, r1 - r0);
+    }
+}
+
 void tlm_proj_forward(tlm_model *m, int64_t l, int p, float *y, const float *x, int64_t N) {
     int64_t in, out;
     tlm_proj_dims(&m->cfg, p, &in, &out);
-    tlm_linear_forward(y, x, tlm_pdata(m, m->layer_params[l][WEIGHT_ROLE[p]]),
-                       tlm_pdata(m, m->layer_params[l][BIAS_ROLE[p]]), N, in, out);
+    const tlm_param_slot *w = &m->params[m->layer_params[l][WEIGHT_ROLE[p]]];
+    const float *bias = tlm_pdata(m, m->layer_params[l][BIAS_ROLE[p]]);
+    if (w->qw)
+        quantized_forward(m, w->qw, y, x, bias, N, in, out);
+    else
+        tlm_linear_forward(y, x, w->data, bias, N, in, out);
     const tlm_lora *a = tlm_active_lora(m);
     int64_t i = l * TLM_PROJ_COUNT + p;
     if (!a || !a->ranks[i]) return;
@@ -53,7 +81,13 @@ void tlm_proj_backward(tlm_model *m, int64_t l, int p, float *dx, float beta, co
     int64_t in, out;
     tlm_proj_dims(&m->cfg, p, &in, &out);
     int w = m->layer_params[l][WEIGHT_ROLE[p]], b = m->layer_params[l][BIAS_ROLE[p]];
-    tlm_linear_backward(dx, beta, tlm_pgrad(m, w), tlm_pgrad(m, b), dy, x, tlm_pdata(m, w), N, in, out);
+    const tlm_qweight *qw = m->params[w].qw;
+    if (qw) {
+        if (dx) quantized_backward_dx(m, qw, dx, beta, dy, N, in, out);
+        tlm_linear_backward(NULL, 0.0f, NULL, tlm_pgrad(m, b), dy, x, NULL, N, in, out);
+    } else {
+        tlm_linear_backward(dx, beta, tlm_pgrad(m, w), tlm_pgrad(m, b), dy, x, tlm_pdata(m, w), N, in, out);
+    }
     const tlm_lora *a = tlm_active_lora(m);
     int64_t i = l * TLM_PROJ_COUNT + p;
     if (!a || !a->ranks[i]) return;

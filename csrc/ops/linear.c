@@ -3,21 +3,31 @@
 
 #include <cblas.h>
 
+void tlm_gemm_xwt(float *y, int64_t ldy, const float *x, const float *W, int64_t N, int64_t In, int64_t rows) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)N, (blasint)rows, (blasint)In, 1.0f, x,
+                (blasint)In, W, (blasint)In, 0.0f, y, (blasint)ldy);
+}
+
+void tlm_gemm_dyw(float *dx, float beta, const float *dy, int64_t ldy, const float *W, int64_t N, int64_t In,
+                  int64_t rows) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)N, (blasint)In, (blasint)rows, 1.0f, dy,
+                (blasint)ldy, W, (blasint)In, beta, dx, (blasint)In);
+}
+
+void tlm_add_bias(float *y, const float *b, int64_t N, int64_t Out) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t o = 0; o < Out; o++) y[n * Out + o] += b[o];
+}
+
 void tlm_linear_forward(float *y, const float *x, const float *W, const float *b, int64_t N, int64_t In, int64_t Out) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)N, (blasint)Out, (blasint)In, 1.0f, x, (blasint)In,
-                W, (blasint)In, 0.0f, y, (blasint)Out);
-    if (b) {
-        #pragma omp parallel for schedule(static)
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t o = 0; o < Out; o++) y[n * Out + o] += b[o];
-    }
+    tlm_gemm_xwt(y, Out, x, W, N, In, Out);
+    if (b) tlm_add_bias(y, b, N, Out);
 }
 
 void tlm_linear_backward(float *dx, float beta, float *dW, float *db, const float *dy, const float *x,
                          const float *W, int64_t N, int64_t In, int64_t Out) {
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)N, (blasint)In, (blasint)Out, 1.0f, dy,
-                    (blasint)Out, W, (blasint)In, beta, dx, (blasint)In);
+    if (dx) tlm_gemm_dyw(dx, beta, dy, Out, W, N, In, Out);
     if (dW)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)Out, (blasint)In, (blasint)N, 1.0f, dy,
                     (blasint)Out, x, (blasint)In, 1.0f, dW, (blasint)In);

@@ -46,6 +46,14 @@ void tlm_linear_backward(float *dx /*[N,In]*/, float beta, float *dW /*[Out,In]*
                          const float *dy /*[N,Out]*/, const float *x /*[N,In]*/, const float *W /*[Out,In]*/,
                          int64_t N, int64_t In, int64_t Out);
 
+/* The GEMMs of a linear layer over `rows` output features of W, for callers
+ * that hold W a tile of rows at a time: y[:, :rows] (ld ldy) = x W^T;
+ * dx = beta dx + dy[:, :rows] (ld ldy) W. */
+void tlm_gemm_xwt(float *y, int64_t ldy, const float *x, const float *W, int64_t N, int64_t In, int64_t rows);
+void tlm_gemm_dyw(float *dx, float beta, const float *dy, int64_t ldy, const float *W, int64_t N, int64_t In,
+                  int64_t rows);
+void tlm_add_bias(float *y, const float *b, int64_t N, int64_t Out);
+
 /* ---- SwiGLU: m = silu(g) * u */
 void tlm_swiglu_forward(float *m, const float *g, const float *u, int64_t n);
 void tlm_swiglu_backward(float *dg, float *du, const float *dm, const float *g, const float *u, int64_t n);

@@ -36,6 +36,7 @@ void tlm_py_model_release(PyObject *obj);
 int tlm_py_init_common(PyObject *module);
 int tlm_py_init_safetensors(PyObject *module);
 int tlm_py_init_model(PyObject *module);
+int tlm_py_init_quant(PyObject *module);
 int tlm_py_init_data(PyObject *module);
 int tlm_py_init_tokenizer(PyObject *module);
 int tlm_py_init_generate(PyObject *module);

@@ -27,16 +27,17 @@ static int model_init(ModelObject *self, PyObject *args, PyObject *kwds) {
                              "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps",
                              "rope_theta", "rope_type", "rope_factor", "rope_low_freq_factor",
                              "rope_high_freq_factor", "rope_original_max_position", "tie_word_embeddings",
-                             "qkv_bias", "o_bias", "mlp_bias", NULL};
+                             "qkv_bias", "o_bias", "mlp_bias", "weights", NULL};
     tlm_config c = {0};
-    int arch, rope_type;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLLLLLLLffifffLpppp", kwlist, &arch, &c.vocab_size,
+    int arch, rope_type, weights = TLM_WEIGHTS_F32;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLLLLLLLffifffLpppp|i", kwlist, &arch, &c.vocab_size,
                                      &c.hidden_size, &c.intermediate_size, &c.n_layers, &c.n_heads, &c.n_kv_heads,
                                      &c.head_dim, &c.rms_norm_eps, &c.rope_theta, &rope_type, &c.rope_factor,
                                      &c.rope_low_freq_factor, &c.rope_high_freq_factor,
                                      &c.rope_original_max_position, &c.tie_word_embeddings, &c.qkv_bias, &c.o_bias,
-                                     &c.mlp_bias))
+                                     &c.mlp_bias, &weights))
         return -1;
+    c.weights = (tlm_weight_storage)weights;
     c.arch = (tlm_arch)arch;
     c.rope_type = (tlm_rope_type)rope_type;
     if (self->model) tlm_model_free(self->model), self->model = NULL;
@@ -72,8 +73,9 @@ static PyObject *model_params(ModelObject *self, PyObject *noargs) {
         tlm_param p;
         tlm_model_param(self->model, i, &p);
         PyObject *shape = p.ndim == 2 ? Py_BuildValue("(LL)", p.shape[0], p.shape[1]) : Py_BuildValue("(L)", p.shape[0]);
-        PyObject *item = shape ? Py_BuildValue("(sNOO)", p.name, shape, p.trainable ? Py_True : Py_False,
-                                               p.decay ? Py_True : Py_False) : NULL;
+        PyObject *item = shape ? Py_BuildValue("(sNOOO)", p.name, shape, p.trainable ? Py_True : Py_False,
+                                               p.decay ? Py_True : Py_False, p.quantized ? Py_True : Py_False)
+                               : NULL;
         if (!item) { Py_DECREF(list); return NULL; }
         PyList_SET_ITEM(list, i, item);
     }
@@ -83,7 +85,42 @@ static PyObject *model_params(ModelObject *self, PyObject *noargs) {
 static PyObject *model_param(ModelObject *self, PyObject *arg) {
     tlm_param p;
     if (get_param(self, arg, &p) < 0) return NULL;
+    if (p.quantized)
+        return PyErr_Format(PyExc_TypeError, "%s is stored quantized: read it with get_weight()", p.name);
     return tlm_py_view((PyObject *)self, p.data, "f", 4, p.ndim, p.shape, 1);
+}
+
+/* set_weight(i, src) / get_weight(i, dst): f32 in and out, quantizing or
+ * dequantizing parameters stored quantized. */
+static PyObject *model_weight_io(ModelObject *self, PyObject *args, int set) {
+    Py_ssize_t i;
+    PyObject *buf_o;
+    if (!PyArg_ParseTuple(args, "nO", &i, &buf_o)) return NULL;
+    CHECK_IDLE(self);
+    tlm_param p;
+    tlm_status st = tlm_model_param(self->model, i, &p);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_buffer buf;
+    if (tlm_py_get_buffer(buf_o, 'f', (Py_ssize_t)p.numel, !set, p.name, &buf) < 0) return NULL;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = set ? tlm_model_set_weight(self->model, i, buf.buf) : tlm_model_get_weight(self->model, i, buf.buf);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    PyBuffer_Release(&buf);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_set_weight(ModelObject *self, PyObject *args) { return model_weight_io(self, args, 1); }
+
+static PyObject *model_get_weight(ModelObject *self, PyObject *args) { return model_weight_io(self, args, 0); }
+
+static PyObject *model_param_bytes(ModelObject *self, PyObject *arg) {
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    CHECK_IDLE(self);
+    return PyLong_FromSize_t(tlm_model_param_bytes(self->model, i));
 }
 
 static PyObject *model_grad(ModelObject *self, PyObject *arg) {
@@ -325,6 +362,15 @@ static PyObject *model_lora_state(ModelObject *self, PyObject *noargs) {
     return Py_BuildValue("(ii)", tlm_lora_active(self->model), tlm_lora_merged(self->model));
 }
 
+static PyObject *model_checkpointing(ModelObject *self, PyObject *args) {
+    CHECK_IDLE(self);
+    int on;
+    if (PyTuple_GET_SIZE(args) == 0) return PyBool_FromLong(tlm_model_checkpointing(self->model));
+    if (!PyArg_ParseTuple(args, "p", &on)) return NULL;
+    tlm_model_set_checkpointing(self->model, on);
+    Py_RETURN_NONE;
+}
+
 static PyObject *model_rng_counter(ModelObject *self, PyObject *args) {
     CHECK_IDLE(self);
     unsigned long long counter;
@@ -337,6 +383,9 @@ static PyObject *model_rng_counter(ModelObject *self, PyObject *args) {
 static PyMethodDef model_methods[] = {
     {"params", (PyCFunction)model_params, METH_NOARGS, "[(name, shape, trainable, decay)] in table order."},
     {"param", (PyCFunction)model_param, METH_O, "A writable float32 view of parameter i."},
+    {"set_weight", (PyCFunction)model_set_weight, METH_VARARGS, "set_weight(i, src float32): quantizes if stored so"},
+    {"get_weight", (PyCFunction)model_get_weight, METH_VARARGS, "get_weight(i, dst float32): dequantizes if needed"},
+    {"param_bytes", (PyCFunction)model_param_bytes, METH_O, "Bytes parameter i takes as stored."},
     {"grad", (PyCFunction)model_grad, METH_O, "A view of parameter i's gradient, or None."},
     {"adam_state", (PyCFunction)model_adam_state, METH_O, "(m, v) views of parameter i's AdamW moments, or None."},
     {"set_trainable", (PyCFunction)model_set_trainable, METH_VARARGS, "set_trainable(i, flag)"},
@@ -357,6 +406,8 @@ static PyMethodDef model_methods[] = {
     {"lora_merged_weight", (PyCFunction)model_lora_merged_weight, METH_VARARGS,
      "lora_merged_weight(layer, proj, out): out = W + scale B A, weights untouched"},
     {"lora_state", (PyCFunction)model_lora_state, METH_NOARGS, "(active id, merged)"},
+    {"checkpointing", (PyCFunction)model_checkpointing, METH_VARARGS,
+     "checkpointing() -> bool; checkpointing(flag) turns gradient checkpointing on or off"},
     {"rng_counter", (PyCFunction)model_rng_counter, METH_VARARGS, "rng_counter() -> n; rng_counter(n) sets it"},
     {NULL, NULL, 0, NULL},
 };

@@ -1,0 +1,46 @@
+"""Shared benchmark machinery: each measured case runs in its own Python
+process (so its peak RSS is its own and no library's import cost leaks into
+another's), times the best of a few steps after a warm-up, and reports back
+one JSON line."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_steps(step, steps: int, tokens_per_step: int, **extra) -> dict:
+    """Runs step() once to warm up (memory planned, pages touched), then
+    `steps` times; reports the best step."""
+    step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    best = min(times)
+    return {"step_s": best, "tokens_per_s": tokens_per_step / best, "peak_rss_mb": peak_rss_mb(), **extra}
+
+
+def run_case(script: str, case: str, args: list[str], threads: int) -> dict:
+    """Runs `script --case CASE args...` in a fresh process with `threads`
+    threads for every pool (OpenMP, OpenBLAS, MKL, torch intra-op)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, script, "--case", case, *args], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def ratio(a: dict, b: dict, key: str) -> str:
+    if "error" in a or "error" in b:
+        return "n/a"
+    return f"{a[key] / b[key]:.2f}x"

@@ -1,0 +1,171 @@
+"""Checkpoint folders: output_dir/checkpoint-<step>/, as the Hugging Face
+Trainer lays them out, written whole or not at all.
+
+A checkpoint holds the trained weights (a PEFT adapter folder's files, or a
+full model's config.json + model.safetensors), optimizer.safetensors (AdamW's
+exp_avg / exp_avg_sq per trainable parameter, under its Hugging Face name)
+trainer_state.json (progress, schedule, config) and rng_state.json (the
+LoRA dropout counter, numpy's and Python's generators). Every folder is filled under a temporary name and
+renamed into place, so a crash leaves either the complete folder or none,
+and the folders of earlier steps are never touched by a later write.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+
+from tinylm import _core, checkpoint
+from tinylm.adapters import PEFT_PREFIX, WEIGHTS_NAME
+from tinylm.errors import FormatError, NumericError
+
+OPTIMIZER_NAME = "optimizer.safetensors"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_LEFTOVER = re.compile(r"^(checkpoint-\d+|best)\.tmp$")
+
+
+# ------------------------------------------------------------------ folders
+def checkpoints(output_dir: str) -> list[tuple[int, str]]:
+    """(step, path) of the complete checkpoints in output_dir, oldest first."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = [(int(m.group(1)), os.path.join(output_dir, name))
+             for name in os.listdir(output_dir) if (m := _CHECKPOINT.match(name))]
+    return sorted(found)
+
+
+def write_folder(final: str, fill) -> None:
+    """Calls fill(folder) on a temporary folder beside `final`, then renames
+    it to `final` (replacing an existing one). On any error, including a
+    KeyboardInterrupt, the temporary folder is removed and `final` is left
+    as it was."""
+    tmp = final + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a crash during an earlier write
+    os.makedirs(tmp)
+    try:
+        fill(tmp)
+        _fsync_dir(tmp)
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace_dir(src: str, dst: str) -> None:
+    # rename() cannot replace a non-empty folder, so an existing one is moved
+    # aside first; a crash between the two renames leaves it as dst + ".old",
+    # which nothing deletes until the next replacement of dst.
+    old = dst + ".old"
+    if os.path.exists(dst):
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(dst, old)
+    os.rename(src, dst)
+    _fsync_dir(os.path.dirname(os.path.abspath(dst)))
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prune(output_dir: str, keep: int | None) -> None:
+    """Deletes all but the newest `keep` checkpoints, and the temporary
+    folders a killed process left behind (one Trainer writes a folder)."""
+    for name in os.listdir(output_dir):
+        if _LEFTOVER.match(name):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+    if keep is not None:
+        for _, path in checkpoints(output_dir)[:-keep]:
+            shutil.rmtree(path)
+
+
+# ------------------------------------------------------------------ weights
+def check_finite(model, step: int) -> None:
+    """Refuses to save trainable parameters holding NaN or inf (a NaN can
+    stay out of the loss, e.g. in a query that every key then ignores)."""
+    for name in model.trainable_names():
+        if not np.isfinite(model.param(name)).all():
+            raise NumericError(f"step {step}: parameter {name} holds NaN or inf; not writing it to a checkpoint")
+
+
+def save_weights(model, folder: str) -> None:
+    """The active adapter in PEFT format, or the whole model when no adapter is active."""
+    if model.active_adapter is not None:
+        model.save_adapter(folder)
+    else:
+        model.save_pretrained(folder)
+
+
+def load_weights(model, folder: str) -> None:
+    """Reads save_weights' files into the model's existing parameters."""
+    adapter = model.active_adapter
+    if adapter is None:
+        checkpoint.load_weights(model._core, folder)
+        return
+    path = os.path.join(folder, WEIGHTS_NAME)
+    tag = f".{adapter}."
+    with _core.SafetensorsFile(path) as st:
+        shapes = {name: tuple(shape) for name, _, shape in st.tensors()}
+        for name in model.trainable_names():
+            key = PEFT_PREFIX + name.replace(tag, ".")
+            param = model.param(name)
+            if shapes.get(key) != param.shape:
+                found = "missing" if key not in shapes else f"shaped {list(shapes[key])}"
+                raise FormatError(f"{path}: tensor \"{key}\" is {found}; the model's adapter "
+                                  f"{adapter!r} needs {list(param.shape)}")
+            st.read_into(key, param)
+
+
+# ---------------------------------------------------------------- optimizer
+def save_optimizer(model, optimizer, folder: str) -> None:
+    entries = []
+    for i, name in enumerate(model.parameter_names()):
+        state = model._core.adam_state(i)
+        if state is None:
+            continue
+        for suffix, array in zip((".exp_avg", ".exp_avg_sq"), state):
+            array = np.asarray(array)
+            entries.append((name + suffix, "F32", array.shape, array))
+    _core.write_safetensors(os.path.join(folder, OPTIMIZER_NAME), entries,
+                            {"format": "tinylm-adamw", "step_count": str(optimizer.step_count)})
+
+
+def load_optimizer(model, optimizer, folder: str) -> None:
+    """Restores AdamW's moments and step count; the file must hold exactly
+    the moments of the model's trainable parameters."""
+    path = os.path.join(folder, OPTIMIZER_NAME)
+    model._core.adamw_prepare()  # allocates the (zeroed) moments to read into
+    trainable = set(model.trainable_names())
+    with _core.SafetensorsFile(path) as st:
+        names = {name for name, _, _ in st.tensors()}
+        expected = set()
+        for i, name in enumerate(model.parameter_names()):
+            if name not in trainable:
+                continue
+            for suffix, array in zip((".exp_avg", ".exp_avg_sq"), model._core.adam_state(i)):
+                if name + suffix not in names:
+                    raise FormatError(f"{path}: tensor \"{name + suffix}\" is missing (is the model's trainable "
+                                      f"set the one the checkpoint was trained with?)")
+                st.read_into(name + suffix, np.asarray(array))
+                expected.add(name + suffix)
+        if names - expected:
+            raise FormatError(f"{path}: tensor \"{sorted(names - expected)[0]}\" is not the moment of a "
+                              f"trainable parameter of this model")
+        optimizer.step_count = int(st.metadata()["step_count"])
+
+
+# ------------------------------------------------------------- state files
+def read_json(folder: str, name: str) -> dict:
+    path = os.path.join(folder, name)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}: not valid JSON: {exc}") from None

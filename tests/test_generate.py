@@ -1,6 +1,8 @@
 """Model.generate and token_logprobs against transformers: greedy decoding
 with the KV cache equals transformers' generate and the argmax of a full
-forward at every step; the logits processors equal transformers' own."""
+forward at every step; the logits processors equal transformers' own.
+tinylm runs with tinylm.Tokenizer, transformers with its own tokenizer of
+the same folder."""
 import numpy as np
 import pytest
 import torch
@@ -19,7 +21,7 @@ PROMPTS = ["Hello world! How are", "The quick brown fox jumps over the lazy dog.
 def folder(request, tmp_path_factory):
     path = tmp_path_factory.mktemp(request.param)
     _, tok = model_folder(path, request.param)
-    return path, tok
+    return path, tok, tinylm.Tokenizer.from_pretrained(path)
 
 
 def hf_generate(ref, tok, prompts, eos=None, **kwargs):
@@ -36,9 +38,9 @@ def hf_generate(ref, tok, prompts, eos=None, **kwargs):
 
 
 def test_greedy_batch_equals_transformers_and_full_forward(folder):
-    path, tok = folder
+    path, tok, ours = folder
     model = tinylm.Model.from_pretrained(path)
-    got = model.generate(tok, PROMPTS, max_new_tokens=16, return_details=True)
+    got = model.generate(ours, PROMPTS, max_new_tokens=16, return_details=True)
     expected = hf_generate(load_reference(path), tok, PROMPTS, max_new_tokens=16)
     for prompt, g, e in zip(PROMPTS, got, expected):
         assert g.token_ids == e[:len(g.token_ids)]
@@ -51,7 +53,7 @@ def test_greedy_batch_equals_transformers_and_full_forward(folder):
 
 
 def test_cached_logits_equal_full_forward_with_left_padding(folder):
-    path, tok = folder
+    path, tok, _ = folder
     model = tinylm.Model.from_pretrained(path)
     rows = [tok.encode(p) for p in PROMPTS]
     P, steps, V = max(map(len, rows)), 5, model.config["vocab_size"]
@@ -76,14 +78,15 @@ def test_cached_logits_equal_full_forward_with_left_padding(folder):
 
 
 def test_eos_repetition_penalty_and_chat_equal_transformers(tmp_path):
-    hf, tok = model_folder(tmp_path, "qwen2_bias")
+    _, tok = model_folder(tmp_path, "qwen2_bias")
+    ours = tinylm.Tokenizer.from_pretrained(tmp_path)
     model, ref = tinylm.Model.from_pretrained(tmp_path), load_reference(tmp_path)
-    free = model.generate(tok, PROMPTS, max_new_tokens=12, return_details=True)
+    free = model.generate(ours, PROMPTS, max_new_tokens=12, return_details=True)
     eos = free[0].token_ids[4]  # a token the first row produces: make it the EOS
 
     class Eos:  # the same tokenizer with another EOS id
         def __getattr__(self, name):
-            return getattr(tok, name)
+            return getattr(ours, name)
         eos_token_id = eos
 
     model._config["eos_token_id"] = eos
@@ -97,7 +100,7 @@ def test_eos_repetition_penalty_and_chat_equal_transformers(tmp_path):
             assert g.text == tok.decode(g.token_ids[:-1], skip_special_tokens=True)
 
     chat = [{"role": "user", "content": "turn on the kitchen lights"}]
-    got = model.generate(tok, chat, max_new_tokens=10, return_details=True)
+    got = model.generate(ours, chat, max_new_tokens=10, return_details=True)
     ids = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)["input_ids"]
     assert got.prompt_tokens == len(ids)
     with torch.no_grad():
@@ -106,15 +109,16 @@ def test_eos_repetition_penalty_and_chat_equal_transformers(tmp_path):
 
 
 def test_stop_strings_cut_the_text(tmp_path):
-    _, tok = model_folder(tmp_path, "llama_gqa")
+    model_folder(tmp_path, "llama_gqa")
+    ours = tinylm.Tokenizer.from_pretrained(tmp_path)
     model = tinylm.Model.from_pretrained(tmp_path)
-    free = model.generate(tok, PROMPTS[0], max_new_tokens=20)
+    free = model.generate(ours, PROMPTS[0], max_new_tokens=20)
     stop = free[6:9]
-    got = model.generate(tok, PROMPTS[0], max_new_tokens=20, stop=["@@never@@", stop], return_details=True)
+    got = model.generate(ours, PROMPTS[0], max_new_tokens=20, stop=["@@never@@", stop], return_details=True)
     assert got.finish_reason == "stop"
     assert got.text == free[:free.index(stop)]
     assert len(got.token_ids) < 20
-    assert model.generate(tok, PROMPTS[0], max_new_tokens=0) == ""
+    assert model.generate(ours, PROMPTS[0], max_new_tokens=0) == ""
 
 
 def test_processors_equal_transformers():
@@ -140,35 +144,37 @@ def test_processors_equal_transformers():
 
 
 def test_sampling_is_seeded(tmp_path):
-    _, tok = model_folder(tmp_path, "llama_mqa_tied")
+    model_folder(tmp_path, "llama_mqa_tied")
+    ours = tinylm.Tokenizer.from_pretrained(tmp_path)
     model = tinylm.Model.from_pretrained(tmp_path)
     kw = dict(max_new_tokens=12, temperature=1.5, top_p=0.95)
-    a = model.generate(tok, PROMPTS, seed=1, **kw)
-    assert model.generate(tok, PROMPTS, seed=1, **kw) == a
-    assert model.generate(tok, PROMPTS, seed=2, **kw) != a
-    assert model.generate(tok, PROMPTS, temperature=1.0, top_k=1, max_new_tokens=12) == \
-        model.generate(tok, PROMPTS, max_new_tokens=12)
+    a = model.generate(ours, PROMPTS, seed=1, **kw)
+    assert model.generate(ours, PROMPTS, seed=1, **kw) == a
+    assert model.generate(ours, PROMPTS, seed=2, **kw) != a
+    assert model.generate(ours, PROMPTS, temperature=1.0, top_k=1, max_new_tokens=12) == \
+        model.generate(ours, PROMPTS, max_new_tokens=12)
 
 
 def test_generate_with_an_adapter_follows_its_forward(tmp_path):
-    _, tok = model_folder(tmp_path, "llama_gqa")
+    model_folder(tmp_path, "llama_gqa")
+    ours = tinylm.Tokenizer.from_pretrained(tmp_path)
     model = tinylm.Model.from_pretrained(tmp_path)
-    base = model.generate(tok, PROMPTS[1], max_new_tokens=12, return_details=True)
+    base = model.generate(ours, PROMPTS[1], max_new_tokens=12, return_details=True)
     model.add_lora(r=4, alpha=8, target_modules="all-linear")
     for name in model.trainable_names():
         if ".lora_B." in name:
             model.param(name)[...] = np.random.default_rng(1).normal(0, 0.3, model.param(name).shape)
-    got = model.generate(tok, PROMPTS[1], max_new_tokens=12, return_details=True)
+    got = model.generate(ours, PROMPTS[1], max_new_tokens=12, return_details=True)
     assert got.token_ids != base.token_ids, "the adapter must change the output for the test to mean anything"
-    ids = tok.encode(PROMPTS[1]) + got.token_ids
+    ids = ours.encode(PROMPTS[1]) + got.token_ids
     logits = model.forward([ids])[0]
     assert np.argmax(logits[got.prompt_tokens - 1:-1], axis=-1).tolist() == got.token_ids
     with model.disable_adapter():
-        assert model.generate(tok, PROMPTS[1], max_new_tokens=12, return_details=True).token_ids == base.token_ids
+        assert model.generate(ours, PROMPTS[1], max_new_tokens=12, return_details=True).token_ids == base.token_ids
 
 
 def test_token_logprobs_equal_loss_and_transformers(tmp_path):
-    hf, tok = model_folder(tmp_path, "llama3_rope_bias")
+    hf, _ = model_folder(tmp_path, "llama3_rope_bias")
     model = tinylm.Model.from_pretrained(tmp_path)
     ids = np.random.default_rng(2).integers(0, 211, size=(2, 40))
     mask = np.ones_like(ids)
@@ -209,3 +215,22 @@ def test_bad_arguments():
         session = _core.Generator(model._core, 1, 4)
         session.begin(np.zeros(1, dtype=np.int32))
         session.feed(np.array([500], dtype=np.int32), 1, None)
+
+
+@pytest.mark.parametrize("quant", ["nf4", "int8"])
+def test_quantized_base_equals_transformers_on_the_dequantized_weights(tmp_path, quant):
+    _, tok = model_folder(tmp_path, "llama_gqa")
+    ours = tinylm.Tokenizer.from_pretrained(tmp_path)
+    model = tinylm.Model.from_pretrained(tmp_path, quant=quant)
+    ref = load_reference(tmp_path)
+    state = model.state_dict()  # quantized weights come back dequantized
+    ref.load_state_dict({k: torch.from_numpy(np.array(state[k])) for k in ref.state_dict()})
+    full = model.generate(ours, PROMPTS, max_new_tokens=12, return_details=True)
+    expected = hf_generate(ref, tok, PROMPTS, max_new_tokens=12)
+    assert [g.token_ids for g in full] == [e[:len(g.token_ids)] for g, e in zip(full, expected)]
+    model.add_lora(r=4, alpha=8, target_modules="all-linear")  # an adapter on the quantized base
+    for name in model.trainable_names():
+        model.param(name)[...] = np.random.default_rng(3).normal(0, 0.3, model.param(name).shape)
+    got = model.generate(ours, PROMPTS[0], max_new_tokens=12, return_details=True)
+    logits = model.forward([tok.encode(PROMPTS[0]) + got.token_ids])[0]
+    assert np.argmax(logits[got.prompt_tokens - 1:-1], axis=-1).tolist() == got.token_ids

@@ -193,3 +193,16 @@ def test_generate_command(env):
     assert r.returncode == 0, r.stderr
     line = json.loads(r.stdout)
     assert line["text"] == env["out"]["p2"] and line["new_tokens"] >= 1
+
+
+def test_quantized_base_and_adapter_are_identified(env, tmp_path):
+    model = tinylm.Model.from_pretrained(env["model"])
+    model.add_lora(r=2, alpha=4, target_modules=["q_proj", "v_proj"])
+    model.save_adapter(tmp_path / "adapter")
+    r = run_eval(env, "--quant", "nf4", "--adapter", tmp_path / "adapter", "--report", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["quant"] == "nf4"
+    assert set(report["adapter"]["files"]) == {"adapter_config.json", "adapter_model.safetensors"}
+    assert report["adapter"]["name"] == "default"
+    assert all(len(h) == 64 for h in report["adapter"]["files"].values())

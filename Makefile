@@ -37,6 +37,7 @@ test: test-c test-py
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/eval_speed.py
 
 clean:
 	rm -rf build tinylm/*.so $(VENV) tests/c/build

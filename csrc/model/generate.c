@@ -91,7 +91,7 @@ static void store_kv(tlm_gen *g, int64_t l, const float *k, const float *v, int6
     const tlm_config *c = &g->m->cfg;
     int64_t K = c->n_kv_heads, E = c->head_dim, B = g->B;
     float *kc = g->kc + (size_t)l * B * K * g->Tc * E, *vc = g->vc + (size_t)l * B * K * g->Tc * E;
-    #pragma omp parallel for collapse(2) schedule(static)
+    #pragma omp parallel for collapse(2) schedule(static) if (B * K * S * E > 16384)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kh = 0; kh < K; kh++)
             for (int64_t s = 0; s < S; s++) {

@@ -42,7 +42,10 @@ void tlm_attention_decode(float *out, const float *q, const float *kc, const flo
                           float *scratch) {
     const float scale = 1.0f / sqrtf((float)E);
     const int64_t group = H / K, ldq = H * E;
-    #pragma omp parallel for schedule(dynamic, 1)
+    /* A decoding step of a short sequence is too little work to share out:
+     * a parallel region would cost more than it saves (and, on a busy
+     * machine, wait for a descheduled thread). */
+    #pragma omp parallel for schedule(dynamic, 1) if (B * H * S * (t0 + S) * E > 131072)
     for (int64_t bh = 0; bh < B * H; bh++) {
         int64_t b = bh / H, h = bh % H, kh = h / group;
         float *P = scratch + (int64_t)omp_get_thread_num() * tlm_attention_decode_scratch_floats(Tc);

@@ -77,7 +77,7 @@ class _Progress:
         self.bar = None
         if enabled and total:
             from tqdm import tqdm
-            self.bar = tqdm(total=total, desc="tinylm eval", unit="case", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc="tinylm eval", unit="item", file=sys.stderr, dynamic_ncols=True)
 
     def __call__(self, n: int = 1) -> None:
         if self.bar is not None:

@@ -110,7 +110,8 @@ def _run_generative(model, tok, cases: list[tuple[Case, str]], max_new_tokens: i
             latency = time.perf_counter() - start
             for (case, file), gen in zip(batch, gens):
                 passed, detail = check_output(case, gen.text)
-                out[case.id] = {**_case_record(case, file), "output": gen.text, "passed": passed, "detail": detail,
+                out[case.id] = {**_case_record(case, file), "output": gen.text, "passed": passed,
+                                "score": float(passed), "detail": detail,
                                 "latency_s": latency, "batch": len(batch), "new_tokens": len(gen.token_ids),
                                 "finish_reason": gen.finish_reason}
             progress(len(batch))
@@ -125,6 +126,7 @@ def _run_choice(model, tok, case: Case, file: str) -> dict:
                                           f" by {case.metric}, expected {case.expected}")
     return {**_case_record(case, file), "expected": case.choices[case.expected], "expected_index": case.expected,
             "choices": case.choices, "metric": case.metric, "output": result["output"], "passed": result["passed"],
+            "score": float(result["passed"]),
             "detail": detail, "latency_s": latency, "batch": 1, "loglikelihoods": result["loglikelihoods"],
             "pred": result["pred"], "pred_norm": result["pred_norm"], "acc": result["acc"],
             "acc_norm": result["acc_norm"]}

@@ -87,6 +87,7 @@ tlm_status tlm_model_forward(tlm_model *m, const int32_t *input_ids, const int32
                              const int32_t *position_ids, int64_t B, int64_t T, float *logits) {
     TLM_TRY(tlm_arena_plan(m, B, T, 0));
     TLM_TRY(check_inputs(m, input_ids, position_ids, B, T));
+    m->arena.dropout = 0;
     stage_inputs(m, input_ids, attention_mask, position_ids);
     trunk_forward(m);
     tlm_linear_forward(logits, m->arena.h_f, tlm_pdata(m, m->lm_head), NULL, B * T, m->cfg.hidden_size,
@@ -115,7 +116,8 @@ tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t 
         }
     if (nv == 0) return tlm_fail(TLM_EINVAL, "every label is -100: there is no token to compute a loss on");
     stage_inputs(m, input_ids, attention_mask, position_ids);
-    a->dropout_key = m->rng_counter++;
+    a->dropout = m->training;
+    if (a->dropout) a->dropout_key = m->rng_counter++;
     trunk_forward(m);
     for (int64_t i = 0; i < nv; i++) memcpy(a->hv + i * D, a->h_f + (int64_t)a->valid_rows[i] * D, (size_t)D * 4);
     double nll = tlm_lmhead_ce_forward(a->ce_lse, a->ce_acc, a->hv, a->tv, tlm_pdata(m, m->lm_head), nv, D, V, a->Vc,
@@ -220,3 +222,7 @@ void tlm_model_set_checkpointing(tlm_model *m, int on) {
 }
 
 int tlm_model_checkpointing(const tlm_model *m) { return m->checkpointing; }
+
+void tlm_model_set_training(tlm_model *m, int on) { m->training = !!on; }
+
+int tlm_model_training(const tlm_model *m) { return m->training; }

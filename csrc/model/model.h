@@ -36,6 +36,7 @@ typedef struct {
     int32_t *ids, *mask, *pos, *targets;   /* [N] each */
     int has_mask;
     int lora_active;                       /* adapter id the layout was planned for (-1: none or merged) */
+    int dropout;                           /* this loss() applies dropout (training mode) */
     uint64_t dropout_key;                  /* rng counter of this step's loss() */
     float **xa;                            /* [L * TLM_PROJ_COUNT] -> [N, R] x A^T of each adapted projection */
     float *lora_in;                        /* [N, maxIn] dropout(x) of the LoRA path */
@@ -107,6 +108,7 @@ struct tlm_model {
     int active;                            /* adapter used by compute; -1 none */
     int merged;                            /* the active adapter is folded into the weights */
     int checkpointing;                     /* gradient checkpointing requested */
+    int training;                          /* dropout on in loss() (evaluation mode: off) */
     uint64_t rng_counter;                  /* advanced by each training loss() */
     /* state of the last loss(), for backward() */
     int have_loss;

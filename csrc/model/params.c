@@ -129,6 +129,7 @@ tlm_status tlm_model_create(const tlm_config *cfg, tlm_model **out) {
     if (!m) return tlm_fail(TLM_ENOMEM, "out of memory creating the model");
     m->cfg = *cfg;
     m->active = -1;
+    m->training = 1;
     m->layer_params = calloc((size_t)cfg->n_layers, sizeof *m->layer_params);
     m->inv_freq = tlm_alloc((size_t)cfg->head_dim / 2 * sizeof(float));
     if (!m->layer_params || !m->inv_freq || build_table(m) < 0) goto oom;

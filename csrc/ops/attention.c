@@ -30,8 +30,17 @@ static void block_probs(float *P, float *lse_rows, int from_lse, int64_t i0, int
                 row[j] = (mask_b && !mask_b[j]) ? 0.0f : expf(row[j] - l);
         } else {
             float mx = -INFINITY;
-            for (int64_t j = 0; j <= last; j++)
-                if (!(mask_b && !mask_b[j]) && row[j] > mx) mx = row[j];
+            int nan = 0;
+            for (int64_t j = 0; j <= last; j++) {
+                if (mask_b && !mask_b[j]) continue;
+                nan |= isnan(row[j]);
+                if (row[j] > mx) mx = row[j];
+            }
+            if (nan) { /* a NaN score poisons the row, as in softmax: it must reach the loss */
+                for (int64_t j = 0; j < cols; j++) row[j] = NAN;
+                lse_rows[i] = NAN;
+                continue;
+            }
             if (mx == -INFINITY) { /* no key to attend to */
                 memset(row, 0, (size_t)cols * sizeof(float));
                 lse_rows[i] = -INFINITY;

@@ -68,11 +68,9 @@ typedef struct {
     /* LM head + cross-entropy */
     int32_t *valid_rows;                   /* [N] rows with a target */
     int32_t *tv;                           /* [N] their targets */
-    float *hv, *dhv;                       /* [N,D] gathered rows and their gradient */
-    float *ce_lse;                         /* [N] */
-    double *ce_acc;                        /* [2N] */
-    float *ce_chunk;                       /* [N * Vc] */
-    int64_t Vc;
+    float *hv;                             /* [N,D] those rows' final hidden states */
+    float *dhv;                            /* [N,D] d(sum NLL)/dhv, from loss() (train only) */
+    float *ce_chunk;                       /* [tlm_lmhead_ce_rows(V), V] logits of a chunk of rows */
 } tlm_arena;
 
 /* A LoRA adapter: per (layer, projection) rank, scale and parameter indices. */
@@ -96,6 +94,7 @@ struct tlm_model {
     int64_t param_numel;
     float *grad_block;                     /* trainable parameters' gradients */
     float *adam_m, *adam_v;                /* same layout as grad_block */
+    float *head_pending;                   /* [V,D] d(sum NLL)/dW of a trainable LM head, from loss() */
     int64_t grad_numel;
     int grads_planned;                     /* grad_block matches the trainable set */
     float *inv_freq;                       /* [E/2] */

@@ -166,6 +166,11 @@ tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t 
                           const int32_t *attention_mask, const int32_t *position_ids,
                           int64_t B, int64_t T, float *loss, int64_t *n_tokens);
 
+/* Training mode (the default) applies LoRA dropout in loss() and advances
+ * the RNG counter; evaluation mode computes the same loss without dropout. */
+void tlm_model_set_training(tlm_model *m, int on);
+int tlm_model_training(const tlm_model *m);
+
 /* Gradient checkpointing: training keeps only each layer's input and
  * recomputes the layer in backward (less memory, about a third more compute). */
 void tlm_model_set_checkpointing(tlm_model *m, int on);

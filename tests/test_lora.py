@@ -286,3 +286,26 @@ def test_gradient_checkpointing_gives_the_same_gradients(base_dir, with_lora):
     assert l1 == l2 and set(g1) == set(g2)
     for name in g1:
         np.testing.assert_array_equal(g1[name], g2[name], err_msg=name)
+
+
+def test_eval_mode_turns_dropout_off_and_draws_no_masks(base_dir):
+    model = tinylm.Model.from_pretrained(base_dir)
+    model.add_lora(r=4, alpha=8, target_modules="all-linear", dropout=0.5, seed=2)
+    for n in model.parameter_names():
+        if "lora_B" in n:
+            model.param(n)[...] = 0.2
+    ids, mask, labels = batch(B=2, T=11)
+    logits = model.forward(ids, mask).astype(np.float64)  # forward() never drops out
+    shifted, targets = logits[:, :-1], labels[:, 1:]
+    keep = targets != -100
+    picked = shifted[keep]
+    lse = np.log(np.exp(picked - picked.max(1, keepdims=True)).sum(1)) + picked.max(1)
+    expected = float((lse - picked[np.arange(len(picked)), targets[keep]]).mean())
+    counter = model.rng_counter
+    assert model.eval() is model and not model.training
+    assert model.loss(ids, labels, mask) == pytest.approx(expected, rel=1e-5)
+    assert model.rng_counter == counter
+    model.train()
+    assert model.loss(ids, labels, mask) != pytest.approx(expected, rel=1e-5)
+    assert model.rng_counter == counter + 1
+    assert model.adapter_config().lora_dropout == 0.5 and model.adapter_config().seed == 2

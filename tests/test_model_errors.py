@@ -190,3 +190,13 @@ def test_nan_loss_is_refused_by_backward(good):
     assert np.isnan(loss)
     with pytest.raises(tinylm.NumericError, match="nan"):
         model.backward()
+
+
+@pytest.mark.parametrize("name", ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight",
+                                  "model.embed_tokens.weight"])
+def test_a_nan_weight_reaches_the_loss(good, name):
+    model = tinylm.Model.from_pretrained(good)
+    model.param(name).ravel()[0] = np.nan
+    ids = [[0, 1, 2, 3, 4, 5]]  # token 0 reads the poisoned embedding row
+    assert np.isnan(model.loss(ids, ids))
+    assert np.isnan(model.forward(ids)).any()

@@ -82,3 +82,39 @@ def test_frozen_parameters_are_not_updated():
     for name in before:
         changed = not np.array_equal(before[name], after[name])
         assert changed == (not name.startswith("model.layers.")), name
+
+
+def test_state_dict_round_trip_continues_identically():
+    ref, model = _twins()
+    opt = tinylm.AdamW(model, lr=1e-2)
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        _set_same_grads(ref, model, rng)
+        opt.step()
+    saved = opt.state_dict()
+    assert saved["step"] == 2 and set(saved["exp_avg"]) == set(model.trainable_names())
+    weights = {k: v.copy() for k, v in model.state_dict().items()}
+    grads = {n: _grad_view(model, n).copy() for n in model.trainable_names()}
+    opt.step()
+    expected = {k: v.copy() for k, v in model.state_dict().items()}
+
+    model.load_state_dict(weights)
+    fresh = tinylm.AdamW(model, lr=1e-2)
+    fresh.load_state_dict(saved)
+    for n, g in grads.items():
+        _grad_view(model, n)[...] = g
+    fresh.step()
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+    with pytest.raises(ValueError, match="does not match the trainable parameters"):
+        fresh.load_state_dict({**saved, "exp_avg": {}})
+
+
+def test_clip_grad_norm_none_only_measures():
+    ref, model = _twins("qwen2_bias")
+    _set_same_grads(ref, model, np.random.default_rng(4))
+    before = model.grads()
+    norm = tinylm.clip_grad_norm(model, None)
+    assert norm == pytest.approx(np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in before.values())), rel=1e-6)
+    for name, g in model.grads().items():
+        np.testing.assert_array_equal(g, before[name])

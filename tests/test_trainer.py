@@ -105,8 +105,8 @@ def on_loss_call(model, n, action):
     real, calls = model.loss, [0]
 
     def loss(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == n:
+        calls[0] += model.training  # training micro-batches only; evaluation calls loss() too
+        if model.training and calls[0] == n:
             action(model)
         return real(*args, **kwargs)
 

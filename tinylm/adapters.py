@@ -8,6 +8,7 @@ reads and writes PEFT's adapter_config.json + adapter_model.safetensors.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -39,6 +40,7 @@ class LoraConfig:
     alpha_pattern: dict = field(default_factory=dict)
     exclude_modules: list | str | None = None
     base_model_name_or_path: str | None = None
+    seed: int = 0  # tinylm's: A's initialisation and the dropout masks; not part of PEFT's file
 
     def to_peft(self, targets: list[str]) -> dict:
         """adapter_config.json as PEFT writes it."""
@@ -159,8 +161,8 @@ class AdapterMixin:
         layers_to_transform, rank_pattern, alpha_pattern, exclude_modules.
         The first adapter becomes active; later ones are added inactive."""
         config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
-                            use_rslora=use_rslora, **peft_options)
-        self._add_adapter(name, config, seed)
+                            use_rslora=use_rslora, seed=seed, **peft_options)
+        self._add_adapter(name, config)
         rng = np.random.default_rng(seed)
         for pname in self._adapter_param_names(name):
             if ".lora_A." in pname:
@@ -168,9 +170,9 @@ class AdapterMixin:
                 bound = 1.0 / math.sqrt(param.shape[1])
                 param[...] = rng.uniform(-bound, bound, size=param.shape).astype(np.float32)
 
-    def _add_adapter(self, name: str, config: LoraConfig, seed: int = 0) -> None:
+    def _add_adapter(self, name: str, config: LoraConfig) -> None:
         ranks, scales, targets = resolve(config, self._config["num_hidden_layers"])
-        adapter_id = self._core.lora_add(name, ranks, scales, float(config.lora_dropout), int(seed))
+        adapter_id = self._core.lora_add(name, ranks, scales, float(config.lora_dropout), int(config.seed))
         self._refresh_table()
         self._adapters[name] = (adapter_id, config, targets)
         if len(self._adapters) == 1:
@@ -181,6 +183,13 @@ class AdapterMixin:
     @property
     def adapters(self) -> list[str]:
         return list(self._adapters)
+
+    def adapter_config(self, name: str | None = None) -> LoraConfig:
+        """A copy of an adapter's LoraConfig (default: the active one)."""
+        name = name or self.active_adapter
+        if name not in self._adapters:
+            raise KeyError(f"no adapter named {name!r}; have {self.adapters}")
+        return dataclasses.replace(self._adapters[name][1])
 
     @property
     def active_adapter(self) -> str | None:
@@ -267,7 +276,7 @@ class AdapterMixin:
             cfg["base_model_name_or_path"] = self._config.get("_name_or_path") or None
         checkpoint.atomic_write_text(os.path.join(path, CONFIG_NAME), json.dumps(cfg, indent=2) + "\n")
 
-    def load_adapter(self, path: str | os.PathLike, name: str | None = None) -> str:
+    def load_adapter(self, path: str | os.PathLike, name: str | None = None, seed: int = 0) -> str:
         """Reads a PEFT LoRA adapter folder (written by PEFT or tinylm) as a new
         adapter; refuses one whose modules or shapes do not fit this base.
         Returns its name (default: "default", or the folder name if taken)."""
@@ -283,6 +292,7 @@ class AdapterMixin:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise FormatError(f"{cfg_path}: not valid JSON: {exc}") from None
         config = LoraConfig.from_peft(raw, cfg_path)
+        config.seed = seed
         if name is None:
             name = "default" if "default" not in self._adapters else os.path.basename(os.path.normpath(path))
         ranks, _, _ = resolve(config, self._config["num_hidden_layers"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import uuid
 
 import numpy as np
 
@@ -103,11 +103,12 @@ def _parse_size(size: int | str) -> int:
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    """Writes text to a temporary file beside path, then renames it over path."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    """Writes text to a temporary file beside path, then renames it over path
+    (created with the process's default permissions, like the other files)."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".tmp-{os.path.basename(path)}-{os.getpid()}-{uuid.uuid4().hex}")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "x", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

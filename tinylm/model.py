@@ -201,6 +201,30 @@ class Model(AdapterMixin, GenerationMixin):
         return [name for name, _, trainable, *_ in self._core.params() if trainable]
 
     # ------------------------------------------------------------- compute
+    def train(self, mode: bool = True) -> "Model":
+        """Training mode (the default): loss() applies LoRA dropout. Returns
+        the model, as torch's Module.train() does."""
+        self._core.training(bool(mode))
+        return self
+
+    def eval(self) -> "Model":
+        """Evaluation mode: loss() runs without dropout and draws no masks."""
+        return self.train(False)
+
+    @property
+    def training(self) -> bool:
+        return self._core.training()
+
+    @property
+    def rng_counter(self) -> int:
+        """The counter that keys dropout masks (each training loss() advances
+        it); saving and restoring it reproduces a run's masks exactly."""
+        return self._core.rng_counter()
+
+    @rng_counter.setter
+    def rng_counter(self, value: int) -> None:
+        self._core.rng_counter(int(value))
+
     def gradient_checkpointing_enable(self) -> None:
         """Training keeps only each layer's input and recomputes the layer in
         backward: activation memory drops to about one layer's worth plus

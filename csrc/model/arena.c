@@ -26,14 +26,6 @@ static void *take(bump *b, size_t bytes) {
 /* Arrays of per-layer pointers live in the arena too. */
 static float **take_layer_ptrs(bump *b, int64_t count) { return (float **)take(b, (size_t)count * sizeof(float *)); }
 
-/* Vocabulary chunk width: about 4M logits per chunk, at least 256 columns. */
-static int64_t chunk_width(int64_t N, int64_t V) {
-    int64_t vc = ((int64_t)1 << 22) / (N > 0 ? N : 1);
-    vc = vc < 256 ? 256 : vc;
-    vc = (vc + 15) & ~(int64_t)15;
-    return vc < V ? vc : V;
-}
-
 /* The active adapter's x A^T per adapted projection (kept per layer in
  * training, one shared buffer otherwise) and its dropout/backward scratch. */
 static void layout_lora(tlm_model *m, tlm_arena *a, bump *b) {
@@ -141,6 +133,10 @@ static void layout(tlm_model *m, tlm_arena *a, bump *b) {
     a->m = TAKE_F(b, N * F);
     a->attn_scratch = TAKE_F(b, (int64_t)a->nthreads * tlm_attention_scratch_floats(a->T));
     a->norm_scratch = TAKE_F(b, (int64_t)a->nthreads * D);
+    a->valid_rows = TAKE_I(b, N);
+    a->tv = TAKE_I(b, N);
+    a->hv = TAKE_F(b, N * D);
+    a->ce_chunk = TAKE_F(b, tlm_lmhead_ce_rows(c->vocab_size) * c->vocab_size);
 
     layout_lora(m, a, b);
     layout_quant(m, a, b);
@@ -158,14 +154,9 @@ static void layout(tlm_model *m, tlm_arena *a, bump *b) {
         a->dg = TAKE_F(b, N * F);
         a->du = TAKE_F(b, N * F);
         a->dm = TAKE_F(b, N * F);
-        a->valid_rows = TAKE_I(b, N);
-        a->tv = TAKE_I(b, N);
-        a->hv = TAKE_F(b, N * D);
         a->dhv = TAKE_F(b, N * D);
-        a->ce_lse = TAKE_F(b, N);
-        a->ce_acc = (double *)take(b, (size_t)(2 * N) * sizeof(double));
-        a->Vc = chunk_width(N, c->vocab_size);
-        a->ce_chunk = TAKE_F(b, N * a->Vc);
+    } else {
+        a->dhv = NULL;
     }
 }
 

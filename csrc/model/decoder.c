@@ -87,6 +87,7 @@ tlm_status tlm_model_forward(tlm_model *m, const int32_t *input_ids, const int32
                              const int32_t *position_ids, int64_t B, int64_t T, float *logits) {
     TLM_TRY(tlm_arena_plan(m, B, T, 0));
     TLM_TRY(check_inputs(m, input_ids, position_ids, B, T));
+    m->arena.dropout = 0;
     stage_inputs(m, input_ids, attention_mask, position_ids);
     trunk_forward(m);
     tlm_linear_forward(logits, m->arena.h_f, tlm_pdata(m, m->lm_head), NULL, B * T, m->cfg.hidden_size,
@@ -97,8 +98,13 @@ tlm_status tlm_model_forward(tlm_model *m, const int32_t *input_ids, const int32
 tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t *labels,
                           const int32_t *attention_mask, const int32_t *position_ids, int64_t B, int64_t T,
                           float *loss, int64_t *n_tokens) {
-    TLM_TRY(tlm_arena_plan(m, B, T, 1));
+    /* Training mode keeps what backward needs and computes the LM head's
+     * gradient with the loss (its logits are never recomputed); evaluation
+     * mode runs as inference. */
+    int grad = m->training;
+    TLM_TRY(tlm_arena_plan(m, B, T, grad));
     TLM_TRY(check_inputs(m, input_ids, position_ids, B, T));
+    if (grad) TLM_TRY(tlm_model_plan_grads(m));
     tlm_arena *a = &m->arena;
     int64_t V = m->cfg.vocab_size, D = m->cfg.hidden_size;
     /* Hugging Face's shift: position t predicts labels[t+1]; the last
@@ -110,19 +116,22 @@ tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t 
             if (y != -100 && (y < 0 || y >= V))
                 return tlm_fail(TLM_EINVAL, "labels[%lld, %lld] = %d is neither -100 nor in [0, %lld)",
                                 (long long)b, (long long)(t + 1), y, (long long)V);
-            a->targets[b * T + t] = y;
             if (y != -100) a->valid_rows[nv] = (int32_t)(b * T + t), a->tv[nv] = y, nv++;
         }
     if (nv == 0) return tlm_fail(TLM_EINVAL, "every label is -100: there is no token to compute a loss on");
+    m->have_loss = 0;
     stage_inputs(m, input_ids, attention_mask, position_ids);
-    a->dropout_key = m->rng_counter++;
+    a->dropout = grad;
+    if (grad) a->dropout_key = m->rng_counter++;
     trunk_forward(m);
     for (int64_t i = 0; i < nv; i++) memcpy(a->hv + i * D, a->h_f + (int64_t)a->valid_rows[i] * D, (size_t)D * 4);
-    double nll = tlm_lmhead_ce_forward(a->ce_lse, a->ce_acc, a->hv, a->tv, tlm_pdata(m, m->lm_head), nv, D, V, a->Vc,
-                                       a->ce_chunk);
+    float *dW = grad && tlm_pgrad(m, m->lm_head) ? m->head_pending : NULL;
+    if (dW) memset(dW, 0, (size_t)(V * D) * sizeof(float));
+    double nll = tlm_lmhead_ce(a->hv, a->tv, tlm_pdata(m, m->lm_head), nv, D, V, a->ce_chunk, grad ? a->dhv : NULL,
+                               dW);
     m->n_valid = nv;
     m->last_loss = (float)(nll / (double)nv);
-    m->have_loss = 1;
+    m->have_loss = grad;
     *loss = m->last_loss;
     *n_tokens = nv;
     return TLM_OK;
@@ -182,25 +191,26 @@ static void layer_backward(tlm_model *m, int64_t l, int need_dx) {
 }
 
 tlm_status tlm_model_backward(tlm_model *m, float scale) {
-    if (!m->have_loss) return tlm_fail(TLM_EINVAL, "backward() needs a loss(): call loss() first");
+    if (!m->have_loss)
+        return tlm_fail(TLM_EINVAL, "backward() needs a loss() computed in training mode: call loss() first "
+                                    "(and model.train() if it is in evaluation mode)");
     if (!isfinite(m->last_loss))
         return tlm_fail(TLM_ENUMERIC, "the loss is %f; refusing to backpropagate it", (double)m->last_loss);
-    TLM_TRY(tlm_model_plan_grads(m)); /* a new block comes zeroed */
     tlm_arena *a = &m->arena;
     const tlm_config *c = &m->cfg;
     int64_t N = a->B * a->T, D = c->hidden_size, nv = m->n_valid;
+    float per_token = scale / (float)nv; /* d(scale * mean NLL) = per_token * d(sum NLL) */
     int64_t lowest = lowest_needed_layer(m);
-    int needs_trunk = lowest < c->n_layers || tlm_pgrad(m, m->final_norm);
 
-    /* LM head and cross-entropy, then scatter back to all N rows. */
     float *dW_head = tlm_pgrad(m, m->lm_head);
-    if (dW_head || needs_trunk)
-        tlm_lmhead_ce_backward(a->dhv, dW_head, a->hv, a->tv, tlm_pdata(m, m->lm_head), a->ce_lse,
-                               scale / (float)nv, nv, D, c->vocab_size, a->Vc, a->ce_chunk);
-    if (needs_trunk) {
+    if (dW_head) tlm_axpy(dW_head, per_token, m->head_pending, c->vocab_size * D);
+    if (lowest < c->n_layers || tlm_pgrad(m, m->final_norm)) {
         memset(a->dh, 0, (size_t)(N * D) * sizeof(float));
-        for (int64_t i = 0; i < nv; i++)
-            memcpy(a->dh + (int64_t)a->valid_rows[i] * D, a->dhv + i * D, (size_t)D * sizeof(float));
+        for (int64_t i = 0; i < nv; i++) {
+            float *dst = a->dh + (int64_t)a->valid_rows[i] * D;
+            const float *src = a->dhv + i * D;
+            for (int64_t d = 0; d < D; d++) dst[d] = per_token * src[d];
+        }
         tlm_rmsnorm_backward(a->dx, 0.0f, tlm_pgrad(m, m->final_norm), a->dh, a->xs[c->n_layers],
                              tlm_pdata(m, m->final_norm), a->rstd_f, N, D, a->norm_scratch);
         int64_t stop = lowest < 0 ? 0 : lowest;
@@ -220,3 +230,7 @@ void tlm_model_set_checkpointing(tlm_model *m, int on) {
 }
 
 int tlm_model_checkpointing(const tlm_model *m) { return m->checkpointing; }
+
+void tlm_model_set_training(tlm_model *m, int on) { m->training = !!on; }
+
+int tlm_model_training(const tlm_model *m) { return m->training; }

@@ -36,6 +36,7 @@ typedef struct {
     int32_t *ids, *mask, *pos, *targets;   /* [N] each */
     int has_mask;
     int lora_active;                       /* adapter id the layout was planned for (-1: none or merged) */
+    int dropout;                           /* this loss() applies dropout (training mode) */
     uint64_t dropout_key;                  /* rng counter of this step's loss() */
     float **xa;                            /* [L * TLM_PROJ_COUNT] -> [N, R] x A^T of each adapted projection */
     float *lora_in;                        /* [N, maxIn] dropout(x) of the LoRA path */
@@ -67,11 +68,9 @@ typedef struct {
     /* LM head + cross-entropy */
     int32_t *valid_rows;                   /* [N] rows with a target */
     int32_t *tv;                           /* [N] their targets */
-    float *hv, *dhv;                       /* [N,D] gathered rows and their gradient */
-    float *ce_lse;                         /* [N] */
-    double *ce_acc;                        /* [2N] */
-    float *ce_chunk;                       /* [N * Vc] */
-    int64_t Vc;
+    float *hv;                             /* [N,D] those rows' final hidden states */
+    float *dhv;                            /* [N,D] d(sum NLL)/dhv, from loss() (train only) */
+    float *ce_chunk;                       /* [tlm_lmhead_ce_rows(V), V] logits of a chunk of rows */
 } tlm_arena;
 
 /* A LoRA adapter: per (layer, projection) rank, scale and parameter indices. */
@@ -95,6 +94,7 @@ struct tlm_model {
     int64_t param_numel;
     float *grad_block;                     /* trainable parameters' gradients */
     float *adam_m, *adam_v;                /* same layout as grad_block */
+    float *head_pending;                   /* [V,D] d(sum NLL)/dW of a trainable LM head, from loss() */
     int64_t grad_numel;
     int grads_planned;                     /* grad_block matches the trainable set */
     float *inv_freq;                       /* [E/2] */
@@ -107,6 +107,7 @@ struct tlm_model {
     int active;                            /* adapter used by compute; -1 none */
     int merged;                            /* the active adapter is folded into the weights */
     int checkpointing;                     /* gradient checkpointing requested */
+    int training;                          /* dropout on in loss() (evaluation mode: off) */
     uint64_t rng_counter;                  /* advanced by each training loss() */
     /* state of the last loss(), for backward() */
     int have_loss;

@@ -129,6 +129,7 @@ tlm_status tlm_model_create(const tlm_config *cfg, tlm_model **out) {
     if (!m) return tlm_fail(TLM_ENOMEM, "out of memory creating the model");
     m->cfg = *cfg;
     m->active = -1;
+    m->training = 1;
     m->layer_params = calloc((size_t)cfg->n_layers, sizeof *m->layer_params);
     m->inv_freq = tlm_alloc((size_t)cfg->head_dim / 2 * sizeof(float));
     if (!m->layer_params || !m->inv_freq || build_table(m) < 0) goto oom;
@@ -160,6 +161,7 @@ void tlm_model_free(tlm_model *m) {
     tlm_free(m->grad_block);
     tlm_free(m->adam_m);
     tlm_free(m->adam_v);
+    tlm_free(m->head_pending);
     tlm_lora_free_all(m);
     tlm_arena_release(m);
     free(m);
@@ -214,8 +216,10 @@ tlm_status tlm_model_plan_grads(tlm_model *m) {
     tlm_free(m->grad_block);
     tlm_free(m->adam_m);
     tlm_free(m->adam_v);
-    m->grad_block = m->adam_m = m->adam_v = NULL;
+    tlm_free(m->head_pending);
+    m->grad_block = m->adam_m = m->adam_v = m->head_pending = NULL;
     m->grad_numel = 0;
+    m->have_loss = 0;
     for (int64_t i = 0; i < m->n_params; i++) {
         tlm_param_slot *p = &m->params[i];
         p->grad_offset = p->trainable ? m->grad_numel : -1;
@@ -225,6 +229,10 @@ tlm_status tlm_model_plan_grads(tlm_model *m) {
         m->grad_block = tlm_alloc((size_t)m->grad_numel * sizeof(float));
         if (!m->grad_block)
             return tlm_fail(TLM_ENOMEM, "out of memory for gradients (%.1f MB)", (double)m->grad_numel * 4 / 1e6);
+    }
+    if (m->params[m->lm_head].trainable) { /* loss() computes the head's gradient before backward scales it */
+        m->head_pending = tlm_alloc((size_t)m->params[m->lm_head].numel * sizeof(float));
+        if (!m->head_pending) return tlm_fail(TLM_ENOMEM, "out of memory for the LM head's gradient");
     }
     m->grads_planned = 1;
     return TLM_OK;

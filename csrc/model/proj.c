@@ -30,7 +30,7 @@ static uint64_t dropout_key(const tlm_model *m, int64_t l, int p) {
 
 /* The LoRA path's input: x itself, or dropout(x) in a training step. */
 static const float *lora_input(tlm_model *m, const tlm_lora *a, int64_t l, int p, const float *x, int64_t n) {
-    if (a->dropout == 0.0f || !m->arena.train) return x;
+    if (a->dropout == 0.0f || !m->arena.dropout) return x;
     tlm_dropout_forward(m->arena.lora_in, x, n, a->dropout, a->seed, dropout_key(m, l, p));
     return m->arena.lora_in;
 }

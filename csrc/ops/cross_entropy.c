@@ -1,72 +1,53 @@
-/* cross_entropy.c: LM head (h W^T) fused with cross-entropy, over vocabulary
- * chunks of Vc columns, so training never holds the [N, V] logits.
+/* cross_entropy.c: LM head (h W^T) fused with cross-entropy, a chunk of rows
+ * at a time, so training never holds the [N, V] logits.
  *
- * Forward keeps a running max and sum per row across chunks (online
- * log-sum-exp) and picks up the target's logit in the chunk that holds it.
- * Backward recomputes each chunk's logits and turns them into
- * scale * (softmax - onehot) in place before the two GEMMs. */
+ * A chunk's logits [rows, V] give each row's log-sum-exp and loss; when a
+ * gradient is wanted they are turned in place into softmax - onehot and
+ * multiplied back at once (dh = dlogits W, dW += dlogits^T h). The logits
+ * are computed once per step: nothing is recomputed in backward. */
 #include "ops/ops.h"
 
 #include <cblas.h>
 #include <math.h>
 
-static void chunk_logits(float *chunk, const float *hv, const float *W, int64_t Nv, int64_t D, int64_t v0,
-                         int64_t vc) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)Nv, (blasint)vc, (blasint)D, 1.0f, hv, (blasint)D,
-                W + v0 * D, (blasint)D, 0.0f, chunk, (blasint)vc);
+int64_t tlm_lmhead_ce_rows(int64_t V) {
+    int64_t rows = ((int64_t)1 << 23) / V; /* about 32 MB of logits per chunk */
+    return rows < 16 ? 16 : rows;
 }
 
-double tlm_lmhead_ce_forward(float *lse, double *acc, const float *hv, const int32_t *tv, const float *W,
-                             int64_t Nv, int64_t D, int64_t V, int64_t Vc, float *chunk) {
-    /* lse holds the running max until the end; the sum of exponentials and
-     * the target logit live in double accumulators per row. */
+double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, int64_t Nv, int64_t D, int64_t V,
+                     float *chunk, float *dhv, float *dW) {
+    const int64_t step = tlm_lmhead_ce_rows(V);
     double nll = 0.0;
-    for (int64_t n = 0; n < Nv; n++) lse[n] = -INFINITY;
-    double *sum = acc, *target_logit = acc + Nv;
-    for (int64_t n = 0; n < Nv; n++) sum[n] = 0.0, target_logit[n] = 0.0;
-    for (int64_t v0 = 0; v0 < V; v0 += Vc) {
-        int64_t vc = v0 + Vc < V ? Vc : V - v0;
-        chunk_logits(chunk, hv, W, Nv, D, v0, vc);
-        #pragma omp parallel for schedule(static)
-        for (int64_t n = 0; n < Nv; n++) {
-            const float *row = chunk + n * vc;
-            float mx = lse[n];
-            for (int64_t j = 0; j < vc; j++) mx = row[j] > mx ? row[j] : mx;
-            double s = sum[n] * exp((double)lse[n] - (double)mx);
-            if (lse[n] == -INFINITY) s = 0.0;
-            float part = 0.0f;
-            for (int64_t j = 0; j < vc; j++) part += expf(row[j] - mx);
-            sum[n] = s + part;
-            lse[n] = mx;
-            int64_t t = tv[n];
-            if (t >= v0 && t < v0 + vc) target_logit[n] = row[t - v0];
+    for (int64_t r0 = 0; r0 < Nv; r0 += step) {
+        int64_t rows = r0 + step < Nv ? step : Nv - r0;
+        const float *h = hv + r0 * D;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)V, (blasint)D, 1.0f, h,
+                    (blasint)D, W, (blasint)D, 0.0f, chunk, (blasint)V);
+        double part = 0.0;
+        #pragma omp parallel for schedule(static) reduction(+ : part)
+        for (int64_t n = 0; n < rows; n++) {
+            float *row = chunk + n * V;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+            double sum = 0.0;
+            for (int64_t j = 0; j < V; j++) sum += expf(row[j] - mx);
+            double lse = (double)mx + log(sum);
+            int32_t t = tv[r0 + n];
+            part += lse - (double)row[t];
+            if (dhv) { /* d(nll)/dlogits = softmax - onehot */
+                float l = (float)lse;
+                for (int64_t j = 0; j < V; j++) row[j] = expf(row[j] - l);
+                row[t] -= 1.0f;
+            }
         }
-    }
-    for (int64_t n = 0; n < Nv; n++) {
-        lse[n] = (float)((double)lse[n] + log(sum[n]));
-        nll += (double)lse[n] - target_logit[n];
+        nll += part;
+        if (!dhv) continue;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)D, (blasint)V, 1.0f, chunk,
+                    (blasint)V, W, (blasint)D, 0.0f, dhv + r0 * D, (blasint)D);
+        if (dW)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)V, (blasint)D, (blasint)rows, 1.0f, chunk,
+                        (blasint)V, h, (blasint)D, 1.0f, dW, (blasint)D);
     }
     return nll;
-}
-
-void tlm_lmhead_ce_backward(float *dhv, float *dW, const float *hv, const int32_t *tv, const float *W,
-                            const float *lse, float scale, int64_t Nv, int64_t D, int64_t V, int64_t Vc,
-                            float *chunk) {
-    for (int64_t v0 = 0; v0 < V; v0 += Vc) {
-        int64_t vc = v0 + Vc < V ? Vc : V - v0;
-        chunk_logits(chunk, hv, W, Nv, D, v0, vc);
-        #pragma omp parallel for schedule(static)
-        for (int64_t n = 0; n < Nv; n++) {
-            float *row = chunk + n * vc;
-            for (int64_t j = 0; j < vc; j++) row[j] = scale * expf(row[j] - lse[n]);
-            int64_t t = tv[n];
-            if (t >= v0 && t < v0 + vc) row[t - v0] -= scale;
-        }
-        /* dh (+)= dlogits W_chunk;  dW_chunk += dlogits^T h */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)Nv, (blasint)D, (blasint)vc, 1.0f, chunk,
-                    (blasint)vc, W + v0 * D, (blasint)D, v0 == 0 ? 0.0f : 1.0f, dhv, (blasint)D);
-        if (dW)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)vc, (blasint)D, (blasint)Nv, 1.0f, chunk,
-                        (blasint)vc, hv, (blasint)D, 1.0f, dW + v0 * D, (blasint)D);
-    }
 }

@@ -1,4 +1,4 @@
-/* elementwise.c: residual add and SwiGLU. */
+/* elementwise.c: residual add, axpy and SwiGLU. */
 #include "ops/ops.h"
 
 #include <math.h>
@@ -6,6 +6,11 @@
 void tlm_add(float *out, const float *a, const float *b, int64_t n) {
     #pragma omp parallel for schedule(static) if (n > 16384)
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void tlm_axpy(float *y, float alpha, const float *x, int64_t n) {
+    #pragma omp parallel for schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
 /* silu(g) = g * sigmoid(g), written g / (1 + exp(-g)) as PyTorch computes it. */

@@ -77,18 +77,17 @@ void tlm_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                             int64_t T, int64_t H, int64_t K, int64_t E, float *dk_heads, float *dv_heads,
                             float *scratch /*[nthreads * tlm_attention_scratch_floats(T)]*/);
 
-/* ---- LM head + cross-entropy over vocabulary chunks.
- * h [N,D] final hidden states, W [V,D]. targets[N]: class id or -100 (ignored).
- * The caller gathers the rows with a target (hv [Nv,D], tv [Nv]) so ignored
- * rows cost nothing. chunk: [Nv * Vc] scratch; logits are never held whole. */
-/* Returns the summed NLL over the Nv rows; lse [Nv] is kept for backward.
- * acc: [2*Nv] doubles of scratch. */
-double tlm_lmhead_ce_forward(float *lse, double *acc, const float *hv, const int32_t *tv, const float *W,
-                             int64_t Nv, int64_t D, int64_t V, int64_t Vc, float *chunk);
-/* dhv = d(scale * sum NLL)/dhv (overwritten); dW += (may be NULL). */
-void tlm_lmhead_ce_backward(float *dhv, float *dW, const float *hv, const int32_t *tv, const float *W,
-                            const float *lse, float scale, int64_t Nv, int64_t D, int64_t V, int64_t Vc,
-                            float *chunk);
+/* ---- LM head + cross-entropy, a chunk of rows at a time.
+ * hv [Nv,D] hidden states of the rows that have a target, tv [Nv] their
+ * targets, W [V,D]. Returns the summed NLL. With dhv, also writes
+ * dhv = d(sum NLL)/dhv and (if dW) adds d(sum NLL)/dW. chunk: scratch of
+ * tlm_lmhead_ce_rows(V) * V floats; the [Nv, V] logits are never held. */
+int64_t tlm_lmhead_ce_rows(int64_t V);
+double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, int64_t Nv, int64_t D, int64_t V,
+                     float *chunk, float *dhv, float *dW);
+
+/* y += alpha * x over n values */
+void tlm_axpy(float *y, float alpha, const float *x, int64_t n);
 
 /* ---- LoRA low-rank path: y += scale * (x A^T) B^T, A [R,In], B [Out,R].
  * xa [N,R] = x A^T is written (kept for backward). */

@@ -371,6 +371,15 @@ static PyObject *model_checkpointing(ModelObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *model_training(ModelObject *self, PyObject *args) {
+    CHECK_IDLE(self);
+    int on;
+    if (PyTuple_GET_SIZE(args) == 0) return PyBool_FromLong(tlm_model_training(self->model));
+    if (!PyArg_ParseTuple(args, "p", &on)) return NULL;
+    tlm_model_set_training(self->model, on);
+    Py_RETURN_NONE;
+}
+
 static PyObject *model_rng_counter(ModelObject *self, PyObject *args) {
     CHECK_IDLE(self);
     unsigned long long counter;
@@ -408,6 +417,8 @@ static PyMethodDef model_methods[] = {
     {"lora_state", (PyCFunction)model_lora_state, METH_NOARGS, "(active id, merged)"},
     {"checkpointing", (PyCFunction)model_checkpointing, METH_VARARGS,
      "checkpointing() -> bool; checkpointing(flag) turns gradient checkpointing on or off"},
+    {"training", (PyCFunction)model_training, METH_VARARGS,
+     "training() -> bool; training(flag): dropout in loss() on (training) or off (evaluation)"},
     {"rng_counter", (PyCFunction)model_rng_counter, METH_VARARGS, "rng_counter() -> n; rng_counter(n) sets it"},
     {NULL, NULL, 0, NULL},
 };

@@ -124,41 +124,36 @@ def load_weights(model, folder: str) -> None:
 
 
 # ---------------------------------------------------------------- optimizer
-def save_optimizer(model, optimizer, folder: str) -> None:
-    entries = []
-    for i, name in enumerate(model.parameter_names()):
-        state = model._core.adam_state(i)
-        if state is None:
-            continue
-        for suffix, array in zip((".exp_avg", ".exp_avg_sq"), state):
-            array = np.asarray(array)
-            entries.append((name + suffix, "F32", array.shape, array))
+def save_optimizer(optimizer, folder: str) -> None:
+    """AdamW's moments as safetensors (<name>.exp_avg / .exp_avg_sq, torch's
+    names) with the step count in the metadata."""
+    state = optimizer.state_dict()
+    entries = [(name + suffix, "F32", array.shape, array)
+               for suffix, key in ((".exp_avg", "exp_avg"), (".exp_avg_sq", "exp_avg_sq"))
+               for name, array in state[key].items()]
     _core.write_safetensors(os.path.join(folder, OPTIMIZER_NAME), entries,
-                            {"format": "tinylm-adamw", "step_count": str(optimizer.step_count)})
+                            {"format": "tinylm-adamw", "step_count": str(state["step"])})
 
 
-def load_optimizer(model, optimizer, folder: str) -> None:
+def load_optimizer(optimizer, folder: str) -> None:
     """Restores AdamW's moments and step count; the file must hold exactly
     the moments of the model's trainable parameters."""
     path = os.path.join(folder, OPTIMIZER_NAME)
-    model._core.adamw_prepare()  # allocates the (zeroed) moments to read into
-    trainable = set(model.trainable_names())
+    state = {"exp_avg": {}, "exp_avg_sq": {}}
     with _core.SafetensorsFile(path) as st:
-        names = {name for name, _, _ in st.tensors()}
-        expected = set()
-        for i, name in enumerate(model.parameter_names()):
-            if name not in trainable:
-                continue
-            for suffix, array in zip((".exp_avg", ".exp_avg_sq"), model._core.adam_state(i)):
-                if name + suffix not in names:
-                    raise FormatError(f"{path}: tensor \"{name + suffix}\" is missing (is the model's trainable "
-                                      f"set the one the checkpoint was trained with?)")
-                st.read_into(name + suffix, np.asarray(array))
-                expected.add(name + suffix)
-        if names - expected:
-            raise FormatError(f"{path}: tensor \"{sorted(names - expected)[0]}\" is not the moment of a "
-                              f"trainable parameter of this model")
-        optimizer.step_count = int(st.metadata()["step_count"])
+        state["step"] = int(st.metadata().get("step_count", 0))
+        for name, _, shape in st.tensors():
+            base, _, kind = name.rpartition(".")
+            if kind not in state or not base:
+                raise FormatError(f"{path}: tensor \"{name}\" is not an AdamW moment")
+            array = np.empty(shape, dtype=np.float32)
+            st.read_into(name, array)
+            state[kind][base] = array
+    try:
+        optimizer.load_state_dict(state)
+    except ValueError as exc:
+        raise FormatError(f"{path}: {exc} (is the model's trainable set the one the checkpoint was trained "
+                          f"with?)") from None
 
 
 # ------------------------------------------------------------- state files

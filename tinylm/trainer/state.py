@@ -34,13 +34,13 @@ def capture_rng(model) -> dict:
     (which user code, e.g. a batch iterable, may draw from)."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
-    return {"lora_dropout_counter": int(model._core.rng_counter()),
+    return {"lora_dropout_counter": model.rng_counter,
             "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
             "python": [version, list(internal), gauss_next]}
 
 
 def restore_rng(model, rng: dict) -> None:
-    model._core.rng_counter(int(rng["lora_dropout_counter"]))
+    model.rng_counter = int(rng["lora_dropout_counter"])
     name, keys, pos, has_gauss, gauss = rng["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = rng["python"]

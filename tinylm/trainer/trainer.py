@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from tinylm.checkpoint import atomic_write_text
 from tinylm.errors import NumericError, UnsupportedError
-from tinylm.optim import AdamW
+from tinylm.optim import AdamW, clip_grad_norm
 from tinylm.trainer import checkpointing as ckpt
 from tinylm.trainer.batches import BatchStream, input_count, label_count
 from tinylm.trainer.config import TrainConfig
@@ -167,8 +167,7 @@ class Trainer:
                              f"is -100); check truncation / train_on_prompt")
         loss = self._accumulate(micro, counts, step)
         try:
-            # 0 measures the norm without clipping (tinylm.clip_grad_norm refuses 0).
-            grad_norm = model._core.clip_grad_norm(float(cfg.max_grad_norm or 0.0))
+            grad_norm = clip_grad_norm(model, cfg.max_grad_norm or None)  # None: measure only
         except NumericError:
             raise self._numeric_stop(step, "the gradient norm is not finite") from None
         lr = cfg.learning_rate * lr_factor(cfg.lr_scheduler_type, step - 1, self._warmup, self._total)
@@ -247,7 +246,7 @@ class Trainer:
 
     def _fill_checkpoint(self, folder: str) -> None:
         ckpt.save_weights(self.model, folder)
-        ckpt.save_optimizer(self.model, self.optimizer, folder)
+        ckpt.save_optimizer(self.optimizer, folder)
         scheduler = {"lr_scheduler_type": self.config.lr_scheduler_type, "warmup_steps": self._warmup,
                      "total_steps": self._total, "last_lr": self._lr}
         weights = "adapter" if self.model.active_adapter is not None else "full"
@@ -297,7 +296,7 @@ class Trainer:
             warnings.warn(f"resuming {folder} with changed settings ({'; '.join(changed)}): the run will differ "
                           f"from an uninterrupted one", UserWarning, stacklevel=3)
         ckpt.load_weights(self.model, folder)
-        ckpt.load_optimizer(self.model, self.optimizer, folder)
+        ckpt.load_optimizer(self.optimizer, folder)
         self.state = state_from(record)
         self._rng = ckpt.read_json(folder, RNG_NAME)
         restore_rng(self.model, self._rng)

@@ -120,11 +120,10 @@ static int hexval(char c) {
     return -1;
 }
 
-/* The byte of a "<0xNN>" token, or -1. Rust's u8::from_str_radix also takes
- * a '+' sign, so "<0x+F>" is byte 15 for tokenizers, and for us. */
+/* The byte of a "<0xNN>" token (either case of hex digits), or -1. */
 static int byte_token(const char *s, size_t n) {
     if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
-    int hi = s[3] == '+' ? 0 : hexval(s[3]), lo = hexval(s[4]);
+    int hi = hexval(s[3]), lo = hexval(s[4]);
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 

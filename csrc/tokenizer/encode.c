@@ -2,7 +2,6 @@
  * spreads texts over the OpenMP threads with one workspace per thread. */
 #include "tokenizer/tok.h"
 
-#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -298,6 +298,20 @@ def build_variants(q: dict, m: dict) -> dict:
                 split(r"\s+|\d|[.,!?]", behavior, invert), split("-", behavior, regex=False), metaspace("always", True)))
             out[f"split_{behavior}_{'inverted' if invert else 'plain'}"] = (t, ms, False)
 
+    # Metaspace's "first" follows original offsets through the normalizer:
+    # text a Prepend or Replace puts before the first character counts as first.
+    t = copy.deepcopy(m)
+    t.update(normalizer={"type": "Sequence", "normalizers": [
+        {"type": "Replace", "pattern": {"Regex": r"\s{3,}"}, "content": "QR"}, {"type": "Prepend", "prepend": "\u2581"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+        pre_tokenizer=sequence(split(r"\p{N}{1,3}|\w+|\W", "Isolated"), metaspace("first", True)))
+    out["replace_prepend_split_metaspace_first"] = (t, ms, False)
+    for form in ("NFD", "NFKC"):
+        t = copy.deepcopy(m)
+        t.update(normalizer={"type": form},
+                 pre_tokenizer=sequence(split(r"\s+|[.,!?]", "Isolated"), metaspace("first", False)))
+        out[f"{form.lower()}_metaspace_first"] = (t, ms, False)
+
     t = copy.deepcopy(m)
     t.update(normalizer={"type": "NFD"},
              pre_tokenizer=sequence({"type": "Digits", "individual_digits": False}, metaspace("always", False)))
@@ -310,7 +324,8 @@ VARIANT_NAMES = [
     "metaspace_first_nosplit", "metaspace_always_split", "metaspace_never_nosplit", "metaspace_first_split",
     "metaspace_bos_eos_added_flags", "legacy_added_flags", "unk_fuse_True", "unk_fuse_False", "no_decoder",
 ] + [f"split_{b}_{i}" for b in ("Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous")
-     for i in ("plain", "inverted")] + ["nfd_digits"]
+     for i in ("plain", "inverted")] + [
+    "replace_prepend_split_metaspace_first", "nfd_metaspace_first", "nfkc_metaspace_first", "nfd_digits"]
 
 
 @pytest.fixture(scope="module")

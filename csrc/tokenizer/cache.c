@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#define SLOTS (1u << 14)
+#define SLOTS (1u << 16)
 #define ARENA_LIMIT ((size_t)4 << 20)
 
 const int32_t *tok_cache_get(const tok_cache *c, const char *w, size_t len, uint64_t hash, size_t *n) {

@@ -41,7 +41,7 @@ static tlm_status encode_segment(const tlm_tok *t, tok_ws *ws, const char *s, si
     return TLM_OK;
 }
 
-tlm_status tok_encode_ws(const tlm_tok *t, tok_ws *ws, const char *s, size_t n, int add_special, tlm_tok_ids *out) {
+static tlm_status encode_ws(const tlm_tok *t, tok_ws *ws, const char *s, size_t n, int add_special, tlm_tok_ids *out) {
     out->n = 0;
     if (!tok_utf8_valid(s, n)) return tlm_fail(TLM_EINVAL, "tokenizer: the text is not valid UTF-8");
     if (add_special && tok_ids_put(out, t->prefix, t->n_prefix) < 0) return NOMEM;
@@ -65,7 +65,7 @@ tlm_status tok_encode_ws(const tlm_tok *t, tok_ws *ws, const char *s, size_t n, 
 tlm_status tlm_tok_encode(const tlm_tok *t, const char *text, size_t len, int add_special_tokens, tlm_tok_ids *out) {
     tok_ws *ws = tok_ws_acquire(t->pool);
     if (!ws) return NOMEM;
-    tlm_status st = tok_encode_ws(t, ws, text, len, add_special_tokens, out);
+    tlm_status st = encode_ws(t, ws, text, len, add_special_tokens, out);
     tok_ws_release(t->pool, ws);
     return st;
 }
@@ -81,7 +81,7 @@ tlm_status tlm_tok_encode_batch(const tlm_tok *t, const char *const *texts, cons
         tok_ws *ws = tok_ws_acquire(t->pool);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < n; i++) {
-            tlm_status st = ws ? tok_encode_ws(t, ws, texts[i], lens[i], add_special_tokens, &outs[i]) : NOMEM;
+            tlm_status st = ws ? encode_ws(t, ws, texts[i], lens[i], add_special_tokens, &outs[i]) : NOMEM;
             if (st != TLM_OK) {
 #pragma omp critical(tlm_tok_batch_error)
                 if (first_at < 0 || i < first_at) {

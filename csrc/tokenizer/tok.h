@@ -10,7 +10,7 @@
  * and decoding runs the decoder steps over the id strings (decoder.c).
  * Sequences of normalizers, pre-tokenizers and decoders are flattened into
  * arrays of steps when tokenizer.json is read (load.c). Strings are UTF-8
- * with explicit lengths everywhere (tokens may contain NUL).
+ * with explicit lengths everywhere (texts may contain NUL).
  */
 #ifndef TLM_TOK_H
 #define TLM_TOK_H
@@ -295,7 +295,7 @@ struct tok_ws {
     tok_ranges ranges;
     tok_segs raw_segs, norm_segs; /* added-token splits */
     void *sym; size_t sym_cap;    /* BPE symbols */
-    void *heap; size_t heap_cap;  /* BPE merge queue */
+    void *heap; size_t heap_cap;  /* BPE merge queue, or pair ranks for short words */
     tok_cache cache;              /* BPE results by word */
     tok_strs strs[2];             /* decoder ping-pong */
 };
@@ -337,8 +337,5 @@ tlm_status tok_post_parse(const cJSON *j, const char *path, tlm_tok *t);
 /* tokenizer_config.json's add_bos_token / add_eos_token over the post-processor;
  * needs the special token strings. */
 tlm_status tok_post_from_config(const cJSON *cfg, const char *path, tlm_tok *t);
-
-/* Encodes with the given workspace (tlm_tok_encode and the batch use it). */
-tlm_status tok_encode_ws(const tlm_tok *t, tok_ws *ws, const char *s, size_t n, int add_special, tlm_tok_ids *out);
 
 #endif

@@ -230,9 +230,10 @@ tlm_status tlm_tok_decode(const tlm_tok *t, const int32_t *ids, int64_t n, int s
                           char **out, size_t *out_len) {
     *out = NULL;
     *out_len = 0;
-    tok_ws *ws = tok_ws_new();
+    tok_ws *ws = tok_ws_acquire(t->pool);
     if (!ws) return NOMEM;
     tok_strs *toks = &ws->strs[0];
+    toks->text.n = toks->spans.n = 0;
     tlm_status st = TLM_OK;
     for (int64_t i = 0; i < n && st == TLM_OK; i++) {
         int32_t id = ids[i];
@@ -247,7 +248,7 @@ tlm_status tlm_tok_decode(const tlm_tok *t, const int32_t *ids, int64_t n, int s
         else if (tok_buf_put(&res, toks->text.p + toks->spans.p[i].off, toks->spans.p[i].len) < 0) st = NOMEM;
     }
     if (st == TLM_OK && tok_buf_reserve(&res, 0) < 0) st = NOMEM;
-    tok_ws_free(ws);
+    tok_ws_release(t->pool, ws);
     if (st != TLM_OK) { tok_buf_free(&res); return st; }
     res.p[res.n] = '\0';
     *out = res.p;

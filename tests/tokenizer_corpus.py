@@ -59,7 +59,7 @@ EMOJI = [
 ]
 CONTROL = [
     "\x00", "a\x00b", "\x01\x02\x03\x1f", "bell\x07 esc\x1b[31m red", "\x7f del", "\x0b\x0c vt ff",
-    "nel\x85line", "mongolian\u180evowel", "zero\u200bwidth", "line\u2028sep\u2029para", "bom\ufeffhere",
+    "nel\x85line", "mongolian\u180evowel", "\u180e\u180e x 1\u180e2 !\u180e? \u180e\n", "zero\u200bwidth", "line\u2028sep\u2029para", "bom\ufeffhere",
     "rtl \u202eevil\u202c", "soft\u00adhyphen", "\ufffd replacement", "a\u0301\u0301\u0301 stacked",
 ]
 LONG = [

@@ -46,7 +46,7 @@ class Tokenizer:
     def encode_batch(self, texts: Iterable[str], add_special_tokens: bool = True) -> list[list[int]]:
         """encode() of each text, in parallel over tinylm.set_num_threads()
         threads with the GIL released."""
-        return self._core.encode_batch(list(texts), add_special_tokens)
+        return self._core.encode_batch(texts, add_special_tokens)
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Text of ids; ids outside the vocabulary are skipped."""

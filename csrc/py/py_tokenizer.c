@@ -7,9 +7,15 @@
 typedef struct {
     PyObject_HEAD
     tlm_tok *tok;
+    /* One int object per id below vocab_size, made on first use: building
+     * the result lists then costs a reference each, not an allocation. */
+    PyObject **ints;
+    Py_ssize_t n_ints;
 } TokObject;
 
 static void tok_dealloc(TokObject *self) {
+    for (Py_ssize_t i = 0; i < self->n_ints; i++) Py_XDECREF(self->ints[i]);
+    PyMem_Free(self->ints);
     tlm_tok_free(self->tok);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -28,14 +34,26 @@ static PyObject *tok_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     TokObject *self = (TokObject *)type->tp_alloc(type, 0);
     if (!self) { tlm_tok_free(tok); return NULL; }
     self->tok = tok;
+    Py_ssize_t n = (Py_ssize_t)tlm_tok_vocab_size(tok);
+    if (!(self->ints = PyMem_Calloc((size_t)n + 1, sizeof *self->ints))) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->n_ints = n;
     return (PyObject *)self;
 }
 
-static PyObject *ids_to_list(const tlm_tok_ids *v) {
+static PyObject *id_int(TokObject *self, int32_t id) {
+    if (id >= self->n_ints) return PyLong_FromLong(id);
+    if (!self->ints[id] && !(self->ints[id] = PyLong_FromLong(id))) return NULL;
+    return Py_NewRef(self->ints[id]);
+}
+
+static PyObject *ids_to_list(TokObject *self, const tlm_tok_ids *v) {
     PyObject *list = PyList_New((Py_ssize_t)v->n);
     if (!list) return NULL;
     for (int64_t i = 0; i < v->n; i++) {
-        PyObject *x = PyLong_FromLong(v->ids[i]);
+        PyObject *x = id_int(self, v->ids[i]);
         if (!x) { Py_DECREF(list); return NULL; }
         PyList_SET_ITEM(list, (Py_ssize_t)i, x);
     }
@@ -55,7 +73,7 @@ static PyObject *tok_encode(TokObject *self, PyObject *args, PyObject *kwds) {
     Py_BEGIN_ALLOW_THREADS
     st = tlm_tok_encode(self->tok, s, (size_t)len, add_special, &ids);
     Py_END_ALLOW_THREADS
-    PyObject *res = st == TLM_OK ? ids_to_list(&ids) : tlm_py_raise(st);
+    PyObject *res = st == TLM_OK ? ids_to_list(self, &ids) : tlm_py_raise(st);
     tlm_tok_ids_free(&ids);
     return res;
 }
@@ -91,7 +109,7 @@ static PyObject *tok_encode_batch(TokObject *self, PyObject *args, PyObject *kwd
     if (st != TLM_OK) { tlm_py_raise(st); goto done; }
     if (!(res = PyList_New(n))) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *l = ids_to_list(&outs[i]);
+        PyObject *l = ids_to_list(self, &outs[i]);
         if (!l) { Py_CLEAR(res); goto done; }
         PyList_SET_ITEM(res, i, l);
     }

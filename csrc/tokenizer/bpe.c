@@ -3,10 +3,11 @@
  * The word starts as one symbol per character (its vocabulary id; else its
  * UTF-8 bytes as <0xNN> tokens under byte_fallback; else unk, fused across
  * neighbours under fuse_unk). Merges are then applied lowest rank first,
- * leftmost first among equal ranks, from a binary heap of candidate pairs
- * over a doubly linked list of symbols; stale heap entries are skipped when
- * the pair at their position no longer yields their merged id. */
+ * leftmost first among equal ranks: by scanning pair ranks for short words,
+ * from a heap of candidate pairs for long ones. */
 #include "tokenizer/tok.h"
+
+#include <string.h>
 
 typedef struct { int32_t id, prev, next; } sym;   /* id -1: merged into its left neighbour */
 typedef struct { uint32_t rank; int32_t pos, id; } cand;
@@ -51,10 +52,7 @@ static int reserve(void **p, size_t *cap, size_t need, size_t size) {
     return 0;
 }
 
-static inline void add_sym(sym *s, size_t *k, int32_t id) {
-    s[*k] = (sym){id, (int32_t)*k - 1, (int32_t)*k + 1};
-    (*k)++;
-}
+static inline void add_sym(sym *s, size_t *k, int32_t id) { s[(*k)++].id = id; }
 
 /* Initial symbols of w; returns their count. */
 static size_t initial_symbols(const tok_bpe *m, const char *w, size_t n, sym *s) {
@@ -84,18 +82,46 @@ static size_t initial_symbols(const tok_bpe *m, const char *w, size_t n, sym *s)
     return k;
 }
 
-/* Merges w[0..n) (a word, or an independent piece of one). */
-static tlm_status merge_piece(const tok_bpe *m, const char *w, size_t n, tok_ws *ws, tlm_tok_ids *out) {
-    /* Each byte of w yields at most one symbol; each merge queues at most two
-     * new candidates after the k - 1 initial ones. */
-    if (reserve(&ws->sym, &ws->sym_cap, n, sizeof(sym)) < 0 || reserve(&ws->heap, &ws->heap_cap, 3 * n, sizeof(cand)) < 0)
-        return tlm_fail(TLM_ENOMEM, "tokenizer: out of memory");
-    sym *s = ws->sym;
-    cand *h = ws->heap;
-    size_t k = initial_symbols(m, w, n, s), nh = 0;
-    if (k == 0) return TLM_OK;
-    s[k - 1].next = -1;
+/* Symbols up to this many are merged by scanning an array of pair ranks:
+ * no heap and no stale entries to re-check, and the scan is cheap while the
+ * array is short. Both ways pick the same merges. */
+#define SCAN_MAX 32
 
+static size_t merge_scan(const tok_bpe *m, sym *s, size_t k, uint32_t *rank, int32_t *to) {
+    for (size_t i = 0; i + 1 < k; i++) {
+        const tok_merge *mg = tok_merges_get(&m->merges, s[i].id, s[i + 1].id);
+        rank[i] = mg ? mg->rank : UINT32_MAX;
+        to[i] = mg ? mg->id : -1;
+    }
+    while (k > 1) {
+        size_t j = 0;
+        for (size_t i = 1; i + 1 < k; i++) if (rank[i] < rank[j]) j = i;
+        if (rank[j] == UINT32_MAX) break;
+        s[j].id = to[j];
+        /* Drop symbol j + 1 and pair j + 1; pairs j - 1 and j are new. */
+        memmove(s + j + 1, s + j + 2, (k - j - 2) * sizeof *s);
+        if (k >= j + 3) {
+            memmove(rank + j + 1, rank + j + 2, (k - j - 3) * sizeof *rank);
+            memmove(to + j + 1, to + j + 2, (k - j - 3) * sizeof *to);
+        }
+        k--;
+        for (size_t i = j > 0 ? j - 1 : 0; i <= j && i + 1 < k; i++) {
+            const tok_merge *mg = tok_merges_get(&m->merges, s[i].id, s[i + 1].id);
+            rank[i] = mg ? mg->rank : UINT32_MAX;
+            to[i] = mg ? mg->id : -1;
+        }
+    }
+    return k;
+}
+
+/* The same merges for long words, from a binary heap of candidate pairs over
+ * a linked list of symbols; returns the head of the list. */
+static void merge_heap(const tok_bpe *m, sym *s, size_t k, cand *h) {
+    size_t nh = 0;
+    for (size_t i = 0; i < k; i++) {
+        s[i].prev = (int32_t)i - 1;
+        s[i].next = i + 1 < k ? (int32_t)i + 1 : -1;
+    }
     for (size_t i = 0; i + 1 < k; i++) {
         const tok_merge *mg = tok_merges_get(&m->merges, s[i].id, s[i + 1].id);
         if (mg) heap_push(h, &nh, (cand){mg->rank, (int32_t)i, mg->id});
@@ -106,7 +132,7 @@ static tlm_status merge_piece(const tok_bpe *m, const char *w, size_t n, tok_ws 
         if (a->id < 0 || a->next < 0) continue;
         sym *b = &s[a->next];
         const tok_merge *mg = tok_merges_get(&m->merges, a->id, b->id);
-        if (!mg || mg->id != c.id) continue;
+        if (!mg || mg->id != c.id) continue;   /* stale: the pair changed since it was queued */
         a->id = c.id;
         b->id = -1;
         a->next = b->next;
@@ -116,10 +142,28 @@ static tlm_status merge_piece(const tok_bpe *m, const char *w, size_t n, tok_ws 
         if (a->next >= 0 && (mg = tok_merges_get(&m->merges, a->id, s[a->next].id)))
             heap_push(h, &nh, (cand){mg->rank, c.pos, mg->id});
     }
-    /* Symbol 0 always survives: merges fold the right symbol into the left. */
-    for (int32_t i = 0; i >= 0; i = s[i].next)
-        if (tok_ids_push(out, s[i].id) < 0) return tlm_fail(TLM_ENOMEM, "tokenizer: out of memory");
-    return TLM_OK;
+}
+
+/* Merges w[0..n) (a word, or an independent piece of one). */
+static tlm_status merge_piece(const tok_bpe *m, const char *w, size_t n, tok_ws *ws, tlm_tok_ids *out) {
+    /* Each byte of w yields at most one symbol; each merge queues at most two
+     * new candidates after the k - 1 initial ones. The queue's room also
+     * holds the scan's rank and target arrays. */
+    if (reserve(&ws->sym, &ws->sym_cap, n, sizeof(sym)) < 0 || reserve(&ws->heap, &ws->heap_cap, 3 * n, sizeof(cand)) < 0)
+        return tlm_fail(TLM_ENOMEM, "tokenizer: out of memory");
+    sym *s = ws->sym;
+    size_t k = initial_symbols(m, w, n, s);
+    int rc = 0;
+    if (k <= SCAN_MAX) {
+        uint32_t *rank = ws->heap;
+        k = merge_scan(m, s, k, rank, (int32_t *)(rank + k));
+        for (size_t i = 0; i < k && rc == 0; i++) rc = tok_ids_push(out, s[i].id);
+    } else {
+        merge_heap(m, s, k, ws->heap);
+        /* Symbol 0 always survives: merges fold the right symbol into the left. */
+        for (int32_t i = 0; i >= 0 && rc == 0; i = s[i].next) rc = tok_ids_push(out, s[i].id);
+    }
+    return rc < 0 ? tlm_fail(TLM_ENOMEM, "tokenizer: out of memory") : TLM_OK;
 }
 
 /* merge_piece through the workspace's word cache. */

@@ -56,9 +56,9 @@ void tlm_tok_ids_free(tlm_tok_ids *v) {
     v->n = v->cap = 0;
 }
 
-int tok_spans_push(tok_spans *v, size_t off, size_t len, int first) {
+int tok_spans_push(tok_spans *v, size_t off, size_t len, size_t head) {
     if (grow((void **)&v->p, &v->cap, v->n + 1, sizeof *v->p) < 0) return -1;
-    v->p[v->n++] = (tok_span){off, len, first};
+    v->p[v->n++] = (tok_span){off, len, head};
     return 0;
 }
 

@@ -5,8 +5,10 @@
 
 #include <string.h>
 
-#define SLOTS (1u << 14)
-#define ARENA_LIMIT ((size_t)4 << 20)
+/* 512 KB of slots and an arena of 2 MB (4 MB reserved at most) per
+ * workspace; workspaces are per thread. */
+#define SLOTS (1u << 15)
+#define ARENA_LIMIT ((size_t)2 << 20)
 
 const int32_t *tok_cache_get(const tok_cache *c, const char *w, size_t len, uint64_t hash, size_t *n) {
     if (!c->slots) return NULL;

@@ -120,11 +120,10 @@ static int hexval(char c) {
     return -1;
 }
 
-/* The byte of a "<0xNN>" token, or -1. Rust's u8::from_str_radix also takes
- * a '+' sign, so "<0x+F>" is byte 15 for tokenizers, and for us. */
+/* The byte of a "<0xNN>" token (either case of hex digits), or -1. */
 static int byte_token(const char *s, size_t n) {
     if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
-    int hi = s[3] == '+' ? 0 : hexval(s[3]), lo = hexval(s[4]);
+    int hi = hexval(s[3]), lo = hexval(s[4]);
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
@@ -231,9 +230,10 @@ tlm_status tlm_tok_decode(const tlm_tok *t, const int32_t *ids, int64_t n, int s
                           char **out, size_t *out_len) {
     *out = NULL;
     *out_len = 0;
-    tok_ws *ws = tok_ws_new();
+    tok_ws *ws = tok_ws_acquire(t->pool);
     if (!ws) return NOMEM;
     tok_strs *toks = &ws->strs[0];
+    toks->text.n = toks->spans.n = 0;
     tlm_status st = TLM_OK;
     for (int64_t i = 0; i < n && st == TLM_OK; i++) {
         int32_t id = ids[i];
@@ -248,7 +248,7 @@ tlm_status tlm_tok_decode(const tlm_tok *t, const int32_t *ids, int64_t n, int s
         else if (tok_buf_put(&res, toks->text.p + toks->spans.p[i].off, toks->spans.p[i].len) < 0) st = NOMEM;
     }
     if (st == TLM_OK && tok_buf_reserve(&res, 0) < 0) st = NOMEM;
-    tok_ws_free(ws);
+    tok_ws_release(t->pool, ws);
     if (st != TLM_OK) { tok_buf_free(&res); return st; }
     res.p[res.n] = '\0';
     *out = res.p;

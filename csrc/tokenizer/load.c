@@ -223,7 +223,7 @@ static tlm_status build_matchers(tlm_tok *t, const char *path) {
         const char *s = a->content;
         size_t n = a->len;
         if (a->normalized && t->n_norm > 0) {
-            st = tok_normalize(t->norm, t->n_norm, a->content, a->len, ws);
+            st = tok_normalize(t->norm, t->n_norm, a->content, a->len, 0, ws);
             s = ws->norm.p;
             n = ws->norm.n;
         }

@@ -75,53 +75,85 @@ static void swap_bufs(tok_buf *a, tok_buf *b) {
     *b = t;
 }
 
-static tlm_status unicode_form(tok_buf *b, tok_buf *tmp, utf8proc_option_t opts) {
+/* The head after a normal form: the form of the old head, widened to the
+ * end of the output character it ends in (composition may fuse the head's
+ * last character with the marks after it). tokenizers hands out original
+ * offsets by position instead, which differs only when canonical reordering
+ * moves a mark of the next character before the head's own marks; a word
+ * boundary would have to fall between such marks for it to matter. */
+static size_t form_head(const char *old, size_t head, const tok_buf *out, utf8proc_option_t opts) {
+    if (head == 0) return 0;
+    utf8proc_uint8_t *d;
+    utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)old, (utf8proc_ssize_t)head, &d, opts);
+    if (k < 0) return head < out->n ? head : out->n;
+    free(d);
+    size_t end = (size_t)k < out->n ? (size_t)k : out->n;
+    while (end > 0 && end < out->n && ((unsigned char)out->p[end] & 0xC0) == 0x80) end++;
+    return end;
+}
+
+static tlm_status unicode_form(tok_buf *b, tok_buf *tmp, size_t *head, utf8proc_option_t opts) {
     /* ASCII text is already in every normal form. */
     if (all_ascii(b->p, b->n)) return TLM_OK;
+    opts |= UTF8PROC_STABLE;
     utf8proc_uint8_t *dst;
-    utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)b->p, (utf8proc_ssize_t)b->n, &dst, opts | UTF8PROC_STABLE);
+    utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)b->p, (utf8proc_ssize_t)b->n, &dst, opts);
     if (len < 0) return tlm_fail(TLM_EINVAL, "tokenizer normalizer: %s", utf8proc_errmsg(len));
     tmp->n = 0;
     int rc = tok_buf_put(tmp, dst, (size_t)len);
     free(dst);
     if (rc < 0) return tlm_fail(TLM_ENOMEM, "tokenizer: out of memory");
+    *head = form_head(b->p, *head, tmp, opts);
     swap_bufs(b, tmp);
     return TLM_OK;
 }
 
-static tlm_status replace(const tok_norm *st, tok_buf *b, tok_buf *tmp, tok_ws *ws) {
+/* Replace, and its head: matched text becomes `content`, which keeps the
+ * original offset of the last character it replaces. */
+static tlm_status replace(const tok_norm *st, tok_buf *b, tok_buf *tmp, size_t *head, tok_ws *ws) {
     ws->ranges.n = 0;
     TLM_TRY(tok_pattern_ranges(&st->pat, b->p, b->n, ws, &ws->ranges));
     tmp->n = 0;
+    size_t new_head = 0;
+    int in_head = *head > 0;
     for (size_t i = 0; i < ws->ranges.n; i++) {
         const tok_range *r = &ws->ranges.p[i];
+        if (in_head && r->start < *head) {
+            if (!r->is_match) new_head += (r->end < *head ? r->end : *head) - r->start;
+            else if (r->end <= *head) new_head += st->text_len;
+            else in_head = 0;   /* the content stands for a character past the head */
+        }
         int rc = r->is_match ? tok_buf_put(tmp, st->text, st->text_len) : tok_buf_put(tmp, b->p + r->start, r->end - r->start);
         if (rc < 0) return tlm_fail(TLM_ENOMEM, "tokenizer: out of memory");
     }
+    *head = new_head;
     swap_bufs(b, tmp);
     return TLM_OK;
 }
 
-tlm_status tok_normalize(const tok_norm *steps, size_t n_steps, const char *s, size_t n, tok_ws *ws) {
+tlm_status tok_normalize(const tok_norm *steps, size_t n_steps, const char *s, size_t n, size_t head, tok_ws *ws) {
     tok_buf *b = &ws->norm, *tmp = &ws->norm_tmp;
     b->n = 0;
     if (tok_buf_put(b, s, n) < 0) return tlm_fail(TLM_ENOMEM, "tokenizer: out of memory");
     for (size_t i = 0; i < n_steps; i++) {
         const tok_norm *st = &steps[i];
         switch (st->kind) {
-        case TOK_N_NFC: TLM_TRY(unicode_form(b, tmp, UTF8PROC_COMPOSE)); break;
-        case TOK_N_NFD: TLM_TRY(unicode_form(b, tmp, UTF8PROC_DECOMPOSE)); break;
-        case TOK_N_NFKC: TLM_TRY(unicode_form(b, tmp, UTF8PROC_COMPOSE | UTF8PROC_COMPAT)); break;
-        case TOK_N_NFKD: TLM_TRY(unicode_form(b, tmp, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT)); break;
+        case TOK_N_NFC: TLM_TRY(unicode_form(b, tmp, &head, UTF8PROC_COMPOSE)); break;
+        case TOK_N_NFD: TLM_TRY(unicode_form(b, tmp, &head, UTF8PROC_DECOMPOSE)); break;
+        case TOK_N_NFKC: TLM_TRY(unicode_form(b, tmp, &head, UTF8PROC_COMPOSE | UTF8PROC_COMPAT)); break;
+        case TOK_N_NFKD: TLM_TRY(unicode_form(b, tmp, &head, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT)); break;
         case TOK_N_PREPEND:
             if (b->n == 0) break;   /* tokenizers prepends to non-empty strings only */
             tmp->n = 0;
             if (tok_buf_put(tmp, st->text, st->text_len) < 0 || tok_buf_put(tmp, b->p, b->n) < 0)
                 return tlm_fail(TLM_ENOMEM, "tokenizer: out of memory");
+            /* The prefix takes the original offset of the character it precedes. */
+            if (head > 0) head += st->text_len;
             swap_bufs(b, tmp);
             break;
-        case TOK_N_REPLACE: TLM_TRY(replace(st, b, tmp, ws)); break;
+        case TOK_N_REPLACE: TLM_TRY(replace(st, b, tmp, &head, ws)); break;
         }
     }
+    ws->norm_head = head;
     return TLM_OK;
 }

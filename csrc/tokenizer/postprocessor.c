@@ -6,6 +6,7 @@
 #include <string.h>
 
 static int append(int32_t **v, size_t *n, const int32_t *ids, size_t k, int front) {
+    if (k == 0) return 0;
     int32_t *p = realloc(*v, (*n + k + 1) * sizeof *p);
     if (!p) return -1;
     if (front) {

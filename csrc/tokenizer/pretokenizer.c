@@ -105,7 +105,7 @@ void tok_pre_free(tok_pre *steps, size_t n) {
 
 /* Folds the ranges of one piece as tokenizers' SplitDelimiterBehavior does,
  * then appends the kept, non-empty ones to out (offsets relative to `off`). */
-static int emit_split(tok_ranges *rg, tok_split_behavior b, size_t off, int first, tok_spans *out) {
+static int emit_split(tok_ranges *rg, tok_split_behavior b, size_t off, size_t head, tok_spans *out) {
     tok_range *r = rg->p;
     size_t n = rg->n, k = 0;
     int prev_match = 0;
@@ -139,7 +139,8 @@ static int emit_split(tok_ranges *rg, tok_split_behavior b, size_t off, int firs
     for (size_t i = 0; i < k; i++) {
         if (b == TOK_SPLIT_REMOVED && r[i].is_match) continue;
         if (r[i].end == r[i].start) continue;
-        if (tok_spans_push(out, off + r[i].start, r[i].end - r[i].start, first && r[i].start == 0) < 0) return -1;
+        size_t len = r[i].end - r[i].start;
+        if (tok_spans_push(out, off + r[i].start, len, tok_sub_head(head, r[i].start, len)) < 0) return -1;
     }
     return 0;
 }
@@ -178,7 +179,7 @@ static tlm_status split_step(const tok_pre *st, const char *base, const tok_span
         } else if (char_ranges(base + sp->off, sp->len, 1, NULL, 0, &ws->ranges) < 0) {
             return NOMEM;
         }
-        if (emit_split(&ws->ranges, st->behavior, sp->off, sp->first, out) < 0) return NOMEM;
+        if (emit_split(&ws->ranges, st->behavior, sp->off, sp->head, out) < 0) return NOMEM;
     }
     return TLM_OK;
 }
@@ -193,23 +194,25 @@ static tlm_status metaspace_step(const tok_pre *st, const char *base, const tok_
         const char *s = base + sp->off;
         size_t off = text->n;
         int starts = sp->len > 0 && (s[0] == ' ' || (sp->len >= st->repl_len && memcmp(s, st->repl, st->repl_len) == 0));
-        int prepend = !starts && (st->prepend == TOK_PREPEND_ALWAYS || (st->prepend == TOK_PREPEND_FIRST && sp->first));
+        int prepend = !starts && (st->prepend == TOK_PREPEND_ALWAYS || (st->prepend == TOK_PREPEND_FIRST && sp->head > 0));
         if (tok_buf_reserve(text, (sp->len + 1) * st->repl_len) < 0) return NOMEM;
         char *o = text->p + off;
         if (prepend) { memcpy(o, st->repl, st->repl_len); o += st->repl_len; }
+        size_t head = 0;   /* the prefix, like the head's bytes, stems from the head's character */
         for (size_t k = 0; k < sp->len; k++) {
             if (s[k] == ' ') { memcpy(o, st->repl, st->repl_len); o += st->repl_len; }
             else *o++ = s[k];
+            if (k + 1 == sp->head) head = (size_t)(o - (text->p + off));
         }
         text->n = (size_t)(o - text->p);
         size_t len = text->n - off;
         if (!st->split) {
-            if (tok_spans_push(out, off, len, sp->first) < 0) return NOMEM;
+            if (tok_spans_push(out, off, len, head) < 0) return NOMEM;
             continue;
         }
         ws->ranges.n = 0;
         if (char_ranges(text->p + off, len, 0, st->repl, st->repl_len, &ws->ranges) < 0 ||
-            emit_split(&ws->ranges, TOK_SPLIT_MERGED_NEXT, off, sp->first, out) < 0)
+            emit_split(&ws->ranges, TOK_SPLIT_MERGED_NEXT, off, head, out) < 0)
             return NOMEM;
     }
     return TLM_OK;
@@ -225,6 +228,7 @@ static tlm_status bytelevel_step(const tok_pre *st, const tok_bytelevel *bl, con
         const char *s = base + sp->off;
         size_t n = sp->len;
         int space = st->add_prefix_space && !(n > 0 && s[0] == ' ');
+        size_t head = sp->head;
         /* The GPT-2 split must see the prefixed text; build it in norm_tmp,
          * which normalization no longer needs at this point. */
         if (space) {
@@ -233,6 +237,7 @@ static tlm_status bytelevel_step(const tok_pre *st, const tok_bytelevel *bl, con
             if (tok_buf_put(pre, " ", 1) < 0 || tok_buf_put(pre, s, n) < 0) return NOMEM;
             s = pre->p;
             n = pre->n;
+            if (head > 0) head++;
         }
         ws->ranges.n = 0;
         if (st->use_regex) TLM_TRY(tok_pattern_ranges(&st->pat, s, n, ws, &ws->ranges));
@@ -240,7 +245,7 @@ static tlm_status bytelevel_step(const tok_pre *st, const tok_bytelevel *bl, con
         for (size_t k = 0; k < ws->ranges.n; k++) {
             const tok_range *r = &ws->ranges.p[k];
             if (r->end == r->start) continue;
-            size_t off = text->n;
+            size_t off = text->n, sub_head = tok_sub_head(head, r->start, r->end - r->start), mapped_head = 0;
             if (tok_buf_reserve(text, 2 * (r->end - r->start)) < 0) return NOMEM;
             char *o = text->p + text->n;
             for (size_t b = r->start; b < r->end; b++) {
@@ -248,21 +253,22 @@ static tlm_status bytelevel_step(const tok_pre *st, const tok_bytelevel *bl, con
                 o[0] = bl->enc[c][0];
                 o[1] = bl->enc[c][1];
                 o += bl->enc_len[c];
+                if (b + 1 - r->start == sub_head) mapped_head = (size_t)(o - (text->p + off));
             }
             text->n = (size_t)(o - text->p);
-            if (tok_spans_push(out, off, text->n - off, sp->first && r->start == 0) < 0) return NOMEM;
+            if (tok_spans_push(out, off, text->n - off, mapped_head) < 0) return NOMEM;
         }
     }
     return TLM_OK;
 }
 
 tlm_status tok_pretokenize(const tok_pre *steps, size_t n_steps, const tok_bytelevel *bl,
-                           const char *s, size_t n, int first, tok_ws *ws, tok_words *out) {
+                           const char *s, size_t n, size_t head, tok_ws *ws, tok_words *out) {
     int cur = 0;          /* ws->spans[cur] holds the current words */
     int text = -1;        /* ws->text[text] holds their base, -1: s itself */
     const char *base = s;
     ws->spans[0].n = 0;
-    if (n > 0 && tok_spans_push(&ws->spans[0], 0, n, first) < 0) return NOMEM;
+    if (n > 0 && tok_spans_push(&ws->spans[0], 0, n, head) < 0) return NOMEM;
     for (size_t i = 0; i < n_steps; i++) {
         const tok_pre *st = &steps[i];
         tok_spans *in = &ws->spans[cur], *o = &ws->spans[!cur];

@@ -10,7 +10,7 @@
  * and decoding runs the decoder steps over the id strings (decoder.c).
  * Sequences of normalizers, pre-tokenizers and decoders are flattened into
  * arrays of steps when tokenizer.json is read (load.c). Strings are UTF-8
- * with explicit lengths everywhere (tokens may contain NUL).
+ * with explicit lengths everywhere (texts may contain NUL).
  */
 #ifndef TLM_TOK_H
 #define TLM_TOK_H
@@ -32,11 +32,18 @@ void tok_buf_free(tok_buf *b);
 int tok_ids_push(tlm_tok_ids *v, int32_t id);
 int tok_ids_put(tlm_tok_ids *v, const int32_t *ids, size_t n);
 
-/* A byte range of some string, and whether it starts at offset 0 of the
- * original input (Metaspace's prepend_scheme "first" asks exactly that). */
-typedef struct { size_t off, len; int first; } tok_span;
+/* A byte range of some string. head: how many of its first bytes stem from
+ * the first character of the original input (0: none). tokenizers tracks
+ * the original offsets of normalized text, and Metaspace's prepend_scheme
+ * "first" prepends to a word whose start maps to original offset 0. */
+typedef struct { size_t off, len, head; } tok_span;
 typedef struct { tok_span *p; size_t n, cap; } tok_spans;
-int tok_spans_push(tok_spans *v, size_t off, size_t len, int first);
+int tok_spans_push(tok_spans *v, size_t off, size_t len, size_t head);
+
+/* The head of the sub-range [r, r + len) of a range whose head is `head`. */
+static inline size_t tok_sub_head(size_t head, size_t r, size_t len) {
+    return r >= head ? 0 : head - r < len ? head - r : len;
+}
 
 /* A match or gap of a pattern inside a string: [start, end). */
 typedef struct { size_t start, end; int is_match; } tok_range;
@@ -151,8 +158,9 @@ typedef struct {
 /* Reads a normalizer (null: none) into a flat list of steps. */
 tlm_status tok_norm_parse(const cJSON *j, const char *path, tok_norm **steps, size_t *n);
 void tok_norm_free(tok_norm *steps, size_t n);
-/* Applies the steps to s[0..n), leaving the result in ws->norm. */
-tlm_status tok_normalize(const tok_norm *steps, size_t n_steps, const char *s, size_t n, tok_ws *ws);
+/* Applies the steps to s[0..n), leaving the result in ws->norm and, given
+ * the head of s, the head of the result in ws->norm_head. */
+tlm_status tok_normalize(const tok_norm *steps, size_t n_steps, const char *s, size_t n, size_t head, tok_ws *ws);
 
 /* ------------------------------------------------------------ pre-tokenizer */
 
@@ -181,9 +189,9 @@ void tok_pre_free(tok_pre *steps, size_t n);
  * workspace buffer once a step has rewritten the text. */
 typedef struct { const char *base; tok_spans *spans; } tok_words;
 
-/* Runs the steps over s[0..n) (first: s starts the original input). */
+/* Runs the steps over s[0..n), whose head is `head`. */
 tlm_status tok_pretokenize(const tok_pre *steps, size_t n_steps, const tok_bytelevel *bl,
-                           const char *s, size_t n, int first, tok_ws *ws, tok_words *out);
+                           const char *s, size_t n, size_t head, tok_ws *ws, tok_words *out);
 
 /* ------------------------------------------------------------ model */
 
@@ -281,12 +289,13 @@ void tok_cache_free(tok_cache *c);
 struct tok_ws {
     pcre2_match_data *md;
     tok_buf norm, norm_tmp;       /* normalizer output and scratch */
+    size_t norm_head;             /* head of norm (see tok_span) */
     tok_buf text[2];              /* pre-tokenizer rewrites (ping-pong) */
     tok_spans spans[2];           /* pre-tokenizer words (ping-pong) */
     tok_ranges ranges;
     tok_segs raw_segs, norm_segs; /* added-token splits */
     void *sym; size_t sym_cap;    /* BPE symbols */
-    void *heap; size_t heap_cap;  /* BPE merge queue */
+    void *heap; size_t heap_cap;  /* BPE merge queue, or pair ranks for short words */
     tok_cache cache;              /* BPE results by word */
     tok_strs strs[2];             /* decoder ping-pong */
 };
@@ -328,8 +337,5 @@ tlm_status tok_post_parse(const cJSON *j, const char *path, tlm_tok *t);
 /* tokenizer_config.json's add_bos_token / add_eos_token over the post-processor;
  * needs the special token strings. */
 tlm_status tok_post_from_config(const cJSON *cfg, const char *path, tlm_tok *t);
-
-/* Encodes with the given workspace (tlm_tok_encode and the batch use it). */
-tlm_status tok_encode_ws(const tlm_tok *t, tok_ws *ws, const char *s, size_t n, int add_special, tlm_tok_ids *out);
 
 #endif

@@ -8,8 +8,10 @@ scored exactly once, in windows of at most `window` tokens fed to the model:
 - disjoint (the default, stride = window - 1): each window scores the tokens
   after its first; consecutive windows share one token, the previous
   window's last, as context (the harness' rolling windows);
-- stride s < window - 1: each window scores s new tokens and sees up to
-  window - s earlier tokens as context (transformers' strided perplexity).
+- stride s < window - 1: each window scores s new tokens, each with at
+  least window - s earlier tokens as context (fewer at the start of the
+  file): a sliding window, as in transformers' perplexity guide, but every
+  token scored exactly once.
 
 With LL the summed log-likelihood (natural log): perplexity =
 exp(-LL / tokens), word_perplexity = exp(-LL / words), byte_perplexity =

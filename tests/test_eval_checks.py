@@ -1,6 +1,7 @@
 """Golden-set parsing and every check type on crafted outputs (no model)."""
 import json
 import os
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -123,3 +124,15 @@ def test_duplicate_ids_and_empty_files(tmp_path):
         load_golden(path)
     with pytest.raises(FileNotFoundError):
         load_golden(tmp_path / "missing.jsonl")
+
+
+def test_junit_holds_outputs_with_characters_xml_cannot(tmp_path):
+    from tinylm.evaluate.reports import write_junit
+    case = {"id": "c\x01", "file": "g.jsonl", "source": "g.jsonl:1", "check": "exact", "expected": "a",
+            "output": "\x00\x1b[31m red", "passed": False, "critical": True, "detail": "output differs",
+            "latency_s": 2.0, "batch": 4}
+    write_junit({"name": "n", "cases": [case], "gates": {"checks": []}}, tmp_path / "r.xml")
+    failure = ET.parse(tmp_path / "r.xml").getroot().find("testsuite/testcase/failure")
+    assert failure.get("message") == "critical case: expected a, got \\x00\\x1b[31m red"
+    assert "got:      \\x00\\x1b[31m red" in failure.text
+    assert ET.parse(tmp_path / "r.xml").getroot().find("testsuite/testcase").get("time") == "0.500"

@@ -3,6 +3,7 @@ Markdown summary. Each is written to a temporary name and renamed."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 from tinylm.checkpoint import atomic_write_text
@@ -29,6 +30,14 @@ def _failure_text(case: dict) -> str:
     return "\n".join(lines)
 
 
+# Characters XML 1.0 cannot hold at all (not even escaped); a model's output may contain them.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
 def _case_time(case: dict) -> float:
     """A case's share of the batch it ran in, so the times add up to the wall time."""
     return case["latency_s"] / case["batch"]
@@ -50,11 +59,11 @@ def junit_tree(data: dict) -> ET.ElementTree:
         suite = ET.SubElement(root, "testsuite", name=name, tests=str(len(cases)), failures=str(failures),
                               errors="0", skipped="0", time=f"{time:.3f}")
         for c in cases:
-            tc = ET.SubElement(suite, "testcase", classname=name, name=c["id"], time=f"{_case_time(c):.3f}")
+            tc = ET.SubElement(suite, "testcase", classname=name, name=_xml_text(c["id"]), time=f"{_case_time(c):.3f}")
             if not c["passed"]:
                 crit = "critical case: " if c["critical"] else ""
                 msg = f"{crit}expected {_show(c['expected'], 120)}, got {_show(c['output'], 120)}"
-                ET.SubElement(tc, "failure", message=msg, type=c["check"]).text = _failure_text(c)
+                ET.SubElement(tc, "failure", message=_xml_text(msg), type=c["check"]).text = _xml_text(_failure_text(c))
         total_tests += len(cases)
         total_failures += failures
         total_time += time

@@ -49,7 +49,7 @@ def encode_prompt(tok, prompt) -> list[int]:
         ids = tok.encode(prompt, add_special_tokens=True)
     else:
         ids = tok.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers may return a BatchEncoding
+        if hasattr(ids, "keys"):  # transformers returns a BatchEncoding (a mapping) by default
             ids = ids["input_ids"]
     ids = [int(i) for i in ids]
     if not ids:

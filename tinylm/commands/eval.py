@@ -6,6 +6,7 @@ minimum, a drop beyond max_drop, a critical case flipped from pass to fail),
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from tinylm.commands._common import add_model_arguments, load_model
@@ -24,8 +25,8 @@ def _tag_minimum(text: str) -> tuple[str, float]:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a model on golden sets; gate CI on the result",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser("eval", help="evaluate a model on golden sets; gate CI on the result", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_argument_group("what to evaluate (at least one of --golden, --suite)")
     what.add_argument("--golden", action="append", default=[], metavar="FILE", help="golden JSONL file (repeatable)")
     what.add_argument("--suite", metavar="FILE", help="YAML suite: golden files, metrics, thresholds, baseline")

@@ -41,7 +41,6 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/finetune_step.py
 	$(PY) benchmarks/tokenizer_throughput.py
 	$(PY) benchmarks/eval_speed.py
-	$(PY) benchmarks/eval_speed.py
 
 clean:
 	rm -rf build tinylm/*.so $(VENV) tests/c/build

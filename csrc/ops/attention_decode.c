@@ -7,6 +7,7 @@
  * left-padded: row b's real tokens start at cache position start[b], and
  * positions before it are never attended. Forward only: nothing is kept for
  * a backward pass. */
+#include "ops/fastexp.h"
 #include "ops/ops.h"
 
 #include <cblas.h>
@@ -30,7 +31,7 @@ static void causal_softmax(float *P, int64_t rows, int64_t ld, int64_t first_las
         float mx = -INFINITY;
         for (int64_t j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
         float sum = 0.0f;
-        for (int64_t j = 0; j < n; j++) sum += (row[j] = expf(row[j] - mx));
+        for (int64_t j = 0; j < n; j++) sum += (row[j] = tlm_expf(row[j] - mx));
         float inv = 1.0f / sum;
         for (int64_t j = 0; j < n; j++) row[j] *= inv;
         for (int64_t j = n; j < ld; j++) row[j] = 0.0f;

@@ -1,4 +1,5 @@
 /* logprob.c: log-probabilities of target tokens under full logits rows. */
+#include "ops/fastexp.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -10,8 +11,8 @@ void tlm_logprob_gather(float *out, const float *logits, const int32_t *targets,
         const float *row = logits + n * V;
         float mx = row[0];
         for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-        double sum = 0.0; /* a wide vocabulary's sum in f32 would lose digits the comparison needs */
-        for (int64_t v = 0; v < V; v++) sum += exp((double)(row[v] - mx));
+        double sum = 0.0; /* a wide vocabulary's sum in f32 would lose digits */
+        for (int64_t v = 0; v < V; v++) sum += (double)tlm_expf(row[v] - mx);
         out[n] = (float)((double)(row[targets[n]] - mx) - log(sum));
     }
 }

@@ -102,37 +102,19 @@ static void store_kv(tlm_gen *g, int64_t l, const float *k, const float *v, int6
             }
 }
 
-#define LW(l, role) tlm_pdata(m, m->layer_params[l][role])
-
-/* One decoder layer on the N = B*S new positions: as decoder.c's
- * layer_forward, with attention reading the cache. */
+/* One decoder layer on the N = B*S new positions: decoder.c's layer with
+ * attention reading (and first extending) the cache. */
 static void layer_step(tlm_gen *g, int64_t l, int64_t S) {
     tlm_model *m = g->m;
     const tlm_config *c = &m->cfg;
     tlm_arena *a = &m->arena;
-    int64_t N = g->B * S, D = c->hidden_size, F = c->intermediate_size, E = c->head_dim;
-    int64_t H = c->n_heads, K = c->n_kv_heads;
-    float *x = a->xs[l];
-
-    tlm_rmsnorm_forward(a->h, a->rstd1[l], x, LW(l, P_IN_NORM), N, D, c->rms_norm_eps);
-    tlm_proj_forward(m, l, TLM_PROJ_Q, a->q[l], a->h, N);
-    tlm_proj_forward(m, l, TLM_PROJ_K, a->k[l], a->h, N);
-    tlm_proj_forward(m, l, TLM_PROJ_V, a->v[l], a->h, N);
-    tlm_rope_forward(a->q[l], a->cos_t, a->sin_t, N, H, E);
-    tlm_rope_forward(a->k[l], a->cos_t, a->sin_t, N, K, E);
+    int64_t K = c->n_kv_heads, E = c->head_dim;
+    tlm_layer_attention_inputs(m, l);
     store_kv(g, l, a->k[l], a->v[l], S);
     size_t layer = (size_t)l * g->B * K * g->Tc * E;
-    tlm_attention_decode(a->o[l], a->q[l], g->kc + layer, g->vc + layer, g->start, g->B, S, g->len, g->Tc, H, K, E,
-                         g->scratch);
-    tlm_proj_forward(m, l, TLM_PROJ_O, a->a, a->o[l], N);
-    tlm_add(a->xmid[l], x, a->a, N * D);
-
-    tlm_rmsnorm_forward(a->h, a->rstd2[l], a->xmid[l], LW(l, P_POST_NORM), N, D, c->rms_norm_eps);
-    tlm_proj_forward(m, l, TLM_PROJ_GATE, a->g[l], a->h, N);
-    tlm_proj_forward(m, l, TLM_PROJ_UP, a->u[l], a->h, N);
-    tlm_swiglu_forward(a->m, a->g[l], a->u[l], N * F);
-    tlm_proj_forward(m, l, TLM_PROJ_DOWN, a->a, a->m, N);
-    tlm_add(a->xs[l + 1], a->xmid[l], a->a, N * D);
+    tlm_attention_decode(a->o[l], a->q[l], g->kc + layer, g->vc + layer, g->start, g->B, S, g->len, g->Tc,
+                         c->n_heads, K, E, g->scratch);
+    tlm_layer_finish(m, l, a->xs[l + 1]);
 }
 
 tlm_status tlm_gen_feed(tlm_gen *g, const int32_t *ids, int64_t S, float *logits) {

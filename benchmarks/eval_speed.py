@@ -14,9 +14,8 @@ Cases, each in its own process:
 from __future__ import annotations
 
 import argparse
-import json
 
-from harness import ratio, run_case, time_steps
+from harness import ratio, run_selected, time_steps
 
 SMOLLM_135M = {
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
@@ -123,14 +122,9 @@ def main():
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ", ".join(CASES))
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.case:
-        print(json.dumps(CASES[args.case](args)))
+    results = run_selected(__file__, args, CASES, list(("threads", "batch", "seq", "prompt", "new", "steps")))
+    if results is None:
         return
-    passthrough = [f"--{k}={getattr(args, k)}" for k in ("threads", "batch", "seq", "prompt", "new", "steps")]
-    results = {}
-    for case in args.cases.split(","):
-        results[case] = run_case(__file__, case, passthrough, args.threads)
-        print(f"  {case}: {results[case]}", flush=True)
     print(f"\nSmolLM-135M shape, {args.threads} threads, best of {args.steps}: forward/score on batch {args.batch} x "
           f"{args.seq}; decode batch 1, {args.new} new tokens after a {args.prompt}-token prompt (greedy)")
     print(f"{'':16} {'tokens/s':>9} {'peak RSS MB':>12}")

@@ -10,9 +10,8 @@ base weights take, and the ratios tinylm / PyTorch.
 from __future__ import annotations
 
 import argparse
-import json
 
-from harness import ratio, run_case, time_steps, tinylm_train_step, torch_train_step
+from harness import ratio, run_selected, time_steps, tinylm_train_step, torch_train_step
 
 SMOLLM_135M = {
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
@@ -104,14 +103,9 @@ def main():
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ", ".join(CASES))
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.case:
-        print(json.dumps(CASES[args.case](args)))
+    results = run_selected(__file__, args, CASES, list(("threads", "batch", "seq", "steps", "rank")))
+    if results is None:
         return
-    passthrough = [f"--{k}={getattr(args, k)}" for k in ("threads", "batch", "seq", "steps", "rank")]
-    results = {}
-    for case in args.cases.split(","):
-        results[case] = run_case(__file__, case, passthrough, args.threads)
-        print(f"  {case}: {results[case]}", flush=True)
     print(f"\nSmolLM-135M shape, batch {args.batch} x seq {args.seq}, r={args.rank} on all linear layers, "
           f"{args.threads} threads, best of {args.steps} steps (fwd + loss + bwd + AdamW)")
     print(f"{'':18} {'tokens/s':>9} {'peak RSS MB':>12} {'base MB':>9} {'trainable':>11}")

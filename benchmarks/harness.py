@@ -40,6 +40,22 @@ def run_case(script: str, case: str, args: list[str], threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_selected(script: str, args, cases: dict, keys: list[str]) -> dict | None:
+    """In a child (--case NAME): runs that case and prints its JSON line,
+    returning None. In the parent: runs each case of args.cases in its own
+    process, passing the options named in `keys` through, and returns
+    {case: result}."""
+    if args.case:
+        print(json.dumps(cases[args.case](args)))
+        return None
+    passthrough = [f"--{k}={getattr(args, k)}" for k in keys]
+    results = {}
+    for case in args.cases.split(","):
+        results[case] = run_case(script, case, passthrough, args.threads)
+        print(f"  {case}: {results[case]}", flush=True)
+    return results
+
+
 def ratio(a: dict, b: dict, key: str) -> str:
     if "error" in a or "error" in b:
         return "n/a"

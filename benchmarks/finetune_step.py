@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness import ratio, run_case, time_steps
+from harness import ratio, run_case, time_steps, tinylm_train_step, torch_train_step
 
 SMOLLM_135M = {
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
@@ -41,12 +41,7 @@ def tinylm_case(args, quant=None, lora=True, checkpointing=False) -> dict:
     opt = tinylm.AdamW(model, lr=1e-4)
     ids, labels = batch(args)
 
-    def step():
-        model.zero_grad()
-        model.loss(ids, labels)
-        model.backward()
-        opt.step()
-
+    step = tinylm_train_step(model, opt, ids, labels)
     base_bytes = sum(model._core.param_bytes(i) for i, n in enumerate(model.parameter_names()) if ".lora_" not in n)
     return time_steps(step, args.steps, args.batch * args.seq, base_mb=base_bytes / 1e6,
                       trainable=model.num_parameters(trainable_only=True))
@@ -80,11 +75,7 @@ def torch_case(args, lora=True, quant=None) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     ids, labels = (torch.from_numpy(a) for a in batch(args))
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        model(input_ids=ids, labels=labels).loss.backward()
-        opt.step()
-
+    step = torch_train_step(model, opt, ids, labels)
     base_bytes = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if "lora_" not in n)
     return time_steps(step, args.steps, args.batch * args.seq, base_mb=base_bytes / 1e6,
                       trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))

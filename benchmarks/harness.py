@@ -44,3 +44,22 @@ def ratio(a: dict, b: dict, key: str) -> str:
     if "error" in a or "error" in b:
         return "n/a"
     return f"{a[key] / b[key]:.2f}x"
+
+
+def tinylm_train_step(model, optimizer, ids, labels):
+    """A closure for one tinylm training step (zero_grad, loss, backward, AdamW)."""
+    def step():
+        model.zero_grad()
+        model.loss(ids, labels)
+        model.backward()
+        optimizer.step()
+    return step
+
+
+def torch_train_step(model, optimizer, ids, labels):
+    """The same step in PyTorch."""
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        model(input_ids=ids, labels=labels).loss.backward()
+        optimizer.step()
+    return step

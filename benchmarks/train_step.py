@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness import ratio, run_case, time_steps
+from harness import ratio, run_case, time_steps, tinylm_train_step, torch_train_step
 
 # ~31M parameters: vocab 32000 (tied, 12.3M) + 12 layers of 1.57M.
 CONFIG = {
@@ -35,12 +35,7 @@ def run_tinylm(args) -> dict:
     opt = tinylm.AdamW(model, lr=1e-4)
     ids, labels = batch(args)
 
-    def step():
-        model.zero_grad()
-        model.loss(ids, labels)
-        model.backward()
-        opt.step()
-
+    step = tinylm_train_step(model, opt, ids, labels)
     return time_steps(step, args.steps, args.batch * args.seq, params=model.num_parameters())
 
 
@@ -54,11 +49,7 @@ def run_torch(args) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     ids, labels = (torch.from_numpy(a) for a in batch(args))
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        model(input_ids=ids, labels=labels).loss.backward()
-        opt.step()
-
+    step = torch_train_step(model, opt, ids, labels)
     return time_steps(step, args.steps, args.batch * args.seq, params=sum(p.numel() for p in model.parameters()))
 
 

@@ -60,6 +60,14 @@ static void block_probs(float *P, float *lse_rows, int from_lse, int64_t i0, int
     }
 }
 
+/* P[rows, i1] = scale * Q[i0:i1] K[0:i1]^T: scores of a block of queries
+ * against every key it may see. */
+static void block_scores(float *P, const float *qb, const float *kb, int64_t i0, int64_t i1, int64_t E,
+                         int64_t ldq, int64_t ldk, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)(i1 - i0), (blasint)i1, (blasint)E, scale,
+                qb + i0 * ldq, (blasint)ldq, kb, (blasint)ldk, 0.0f, P, (blasint)i1);
+}
+
 void tlm_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                            const int32_t *mask, int64_t B, int64_t T, int64_t H, int64_t K, int64_t E,
                            float *scratch) {
@@ -77,8 +85,7 @@ void tlm_attention_forward(float *out, float *lse, const float *q, const float *
         const int32_t *mask_b = mask ? mask + b * T : NULL;
         for (int64_t i0 = 0; i0 < T; i0 += QB) {
             int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)i1, (blasint)E, scale,
-                        qb + i0 * ldq, (blasint)ldq, kb, (blasint)ldk, 0.0f, P, (blasint)i1);
+            block_scores(P, qb, kb, i0, i1, E, ldq, ldk, scale);
             block_probs(P, lse_bh, 0, i0, i1, mask_b);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)E, (blasint)i1, 1.0f, P,
                         (blasint)i1, vb, (blasint)ldk, 0.0f, ob + i0 * ldq, (blasint)ldq);
@@ -114,8 +121,7 @@ void tlm_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
         }
         for (int64_t i0 = 0; i0 < T; i0 += QB) {
             int64_t i1 = i0 + QB < T ? i0 + QB : T, rows = i1 - i0;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)i1, (blasint)E, scale,
-                        qb + i0 * ldq, (blasint)ldq, kb, (blasint)ldk, 0.0f, P, (blasint)i1);
+            block_scores(P, qb, kb, i0, i1, E, ldq, ldk, scale);
             block_probs(P, (float *)lse_bh, 1, i0, i1, mask_b);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)i1, (blasint)E, 1.0f,
                         dob + i0 * ldq, (blasint)ldq, vb, (blasint)ldk, 0.0f, dP, (blasint)i1);

@@ -287,6 +287,51 @@ tlm_status tlm_cache_attr_get(const tlm_cache *c, int64_t i, const char **key, c
 tlm_status tlm_cache_read(const tlm_cache *c, int64_t first, int64_t n, int32_t *ids, uint8_t *mask);
 /* Closes a reader, or discards an uncommitted writer's temporary file. */
 void tlm_cache_close(tlm_cache *c);
+/* --- tokenizer --- */
+
+/* A BPE tokenizer read from Hugging Face's tokenizer.json (byte-level BPE as
+ * GPT-2, SmolLM, Qwen, Llama-3; SentencePiece-style BPE as Llama-2,
+ * TinyLlama, Mistral), encoding exactly as the `tokenizers` library does.
+ * A loaded tokenizer is read-only: any number of threads may encode and
+ * decode with it at once. */
+typedef struct tlm_tok tlm_tok;
+
+/* Growable id list; the caller owns it (zero-initialise, then tlm_tok_ids_free). */
+typedef struct { int32_t *ids; int64_t n, cap; } tlm_tok_ids;
+void tlm_tok_ids_free(tlm_tok_ids *v);
+
+/* Reads dir/tokenizer.json and, when present, dir/tokenizer_config.json
+ * (special token strings; add_bos_token / add_eos_token rewrite the
+ * post-processor as transformers does). A model, normalizer, pre-tokenizer,
+ * decoder or post-processor tinylm does not implement is TLM_EUNSUPPORTED
+ * naming it and the file; malformed JSON is TLM_EFORMAT; a missing
+ * tokenizer.json is TLM_EIO. */
+tlm_status tlm_tok_load(const char *dir, tlm_tok **out);
+void tlm_tok_free(tlm_tok *t);
+
+/* Replaces out's ids with the encoding of text[0..len) (valid UTF-8). With
+ * add_special_tokens the post-processor's ids (BOS/EOS) are added. */
+tlm_status tlm_tok_encode(const tlm_tok *t, const char *text, size_t len, int add_special_tokens, tlm_tok_ids *out);
+/* Encodes n texts over the OpenMP threads; outs[i] as tlm_tok_encode. */
+tlm_status tlm_tok_encode_batch(const tlm_tok *t, const char *const *texts, const size_t *lens, int64_t n,
+                                int add_special_tokens, tlm_tok_ids *outs);
+/* Decodes ids into a malloc'd UTF-8 string (*out, NUL-terminated, *out_len
+ * bytes; free with free()). Ids outside the vocabulary are skipped. */
+tlm_status tlm_tok_decode(const tlm_tok *t, const int32_t *ids, int64_t n, int skip_special_tokens,
+                          char **out, size_t *out_len);
+
+/* Number of distinct ids, added tokens included (len() of a transformers tokenizer). */
+int64_t tlm_tok_vocab_size(const tlm_tok *t);
+int32_t tlm_tok_token_to_id(const tlm_tok *t, const char *token, size_t len);   /* -1 when absent */
+const char *tlm_tok_id_to_token(const tlm_tok *t, int32_t id, size_t *len);     /* NULL when absent */
+
+typedef enum {
+    TLM_TOK_BOS = 0, TLM_TOK_EOS, TLM_TOK_UNK, TLM_TOK_SEP, TLM_TOK_PAD, TLM_TOK_CLS, TLM_TOK_MASK,
+    TLM_TOK_NSPECIAL
+} tlm_tok_special;
+/* The named special token's string from tokenizer_config.json (the model's
+ * unk_token for TLM_TOK_UNK when the config names none); NULL when unset. */
+const char *tlm_tok_special_token(const tlm_tok *t, tlm_tok_special which);
 
 #ifdef __cplusplus
 }

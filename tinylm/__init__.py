@@ -5,11 +5,12 @@ from tinylm.errors import FormatError, NumericError, UnsupportedError
 from tinylm.model import Model
 from tinylm.optim import AdamW, clip_grad_norm
 from tinylm.trainer import TrainConfig, Trainer
+from tinylm.tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "AdamW", "clip_grad_norm", "set_num_threads", "get_num_threads",
+    "Model", "Tokenizer", "AdamW", "clip_grad_norm", "set_num_threads", "get_num_threads",
     "FormatError", "UnsupportedError", "NumericError", "__version__",
     "Trainer", "TrainConfig",
 ]

@@ -31,5 +31,6 @@ int tlm_py_init_safetensors(PyObject *module);
 int tlm_py_init_model(PyObject *module);
 int tlm_py_init_quant(PyObject *module);
 int tlm_py_init_data(PyObject *module);
+int tlm_py_init_tokenizer(PyObject *module);
 
 #endif

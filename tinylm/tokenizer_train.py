@@ -208,8 +208,10 @@ def save_tokenizer(path: str | os.PathLike, vocab: dict[str, int], merges: list[
     os.makedirs(path, exist_ok=True)
     atomic_write_text(os.path.join(path, "tokenizer.json"),
                       json.dumps(tokenizer_json(vocab, merges, special_tokens), ensure_ascii=False, indent=2) + "\n")
+    # PreTrainedTokenizerFast, not GPT2Tokenizer: transformers 5 rebuilds a
+    # GPT2Tokenizer's pipeline from vocab and merges, dropping the Digits step.
     config = {
-        "tokenizer_class": "GPT2Tokenizer",
+        "tokenizer_class": "PreTrainedTokenizerFast",
         "add_bos_token": False,
         "add_eos_token": False,
         "add_prefix_space": False,

@@ -21,7 +21,7 @@ def pkg_config(*args):
     return out.split()
 
 
-PKGS = ["openblas", "libcjson", "libpcre2-8", "libutf8proc", "hdf5"]
+PKGS = ["openblas", "libcjson", "hdf5", "libpcre2-8", "libutf8proc"]
 flags = pkg_config("--cflags", "--libs", *PKGS)
 include_dirs = [f[2:] for f in flags if f.startswith("-I")] + ["csrc"]
 library_dirs = [f[2:] for f in flags if f.startswith("-L")]

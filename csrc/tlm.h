@@ -287,6 +287,7 @@ tlm_status tlm_cache_attr_get(const tlm_cache *c, int64_t i, const char **key, c
 tlm_status tlm_cache_read(const tlm_cache *c, int64_t first, int64_t n, int32_t *ids, uint8_t *mask);
 /* Closes a reader, or discards an uncommitted writer's temporary file. */
 void tlm_cache_close(tlm_cache *c);
+
 /* --- tokenizer --- */
 
 /* A BPE tokenizer read from Hugging Face's tokenizer.json (byte-level BPE as

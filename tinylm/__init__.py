@@ -4,6 +4,7 @@ from tinylm._core import get_num_threads, set_num_threads
 from tinylm.errors import FormatError, NumericError, UnsupportedError
 from tinylm.model import Model
 from tinylm.optim import AdamW, clip_grad_norm
+from tinylm.recipe_support import DEMO_MODEL
 from tinylm.trainer import TrainConfig, Trainer
 from tinylm.tokenizer import Tokenizer
 
@@ -12,5 +13,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Model", "Tokenizer", "AdamW", "clip_grad_norm", "set_num_threads", "get_num_threads",
     "FormatError", "UnsupportedError", "NumericError", "__version__",
-    "Trainer", "TrainConfig",
+    "Trainer", "TrainConfig", "DEMO_MODEL",
 ]

@@ -51,8 +51,8 @@ def sample_generations(model, tok, prompts: list[str], max_new_tokens: int) -> l
     """Greedy continuations of each prompt."""
     if not prompts:
         return []
-    outputs = model.generate(tok, list(prompts), max_new_tokens=max_new_tokens, temperature=0.0)
-    return [{"prompt": p, "completion": o.text} for p, o in zip(prompts, outputs)]
+    texts = model.generate(tok, list(prompts), max_new_tokens=max_new_tokens, temperature=0.0)
+    return [{"prompt": p, "completion": t} for p, t in zip(prompts, texts)]
 
 
 def reset_peak_rss() -> None:

@@ -28,8 +28,8 @@ DEFAULTS = {
     "seed": 0,
     "threads": None,
     "corpus": {
-        "train": "datasets/corpus/austen/train.jsonl",
-        "validation": "datasets/corpus/austen/validation.jsonl",
+        "train": "datasets/corpus/data/train.jsonl",
+        "validation": "datasets/corpus/data/validation.jsonl",
     },
     "tokenizer": {"vocab_size": 4096, "min_frequency": 2},
     # Hugging Face LlamaConfig fields; vocab_size and the special token ids
@@ -41,10 +41,11 @@ DEFAULTS = {
     },
     "data": {"seq_len": 256, "packing": True},
     "train": train_defaults(learning_rate=2e-3, lr_scheduler_type="cosine", warmup_ratio=0.03, batch_size=16,
-                            num_train_epochs=2.0, weight_decay=0.1, adam_beta2=0.95, eval_steps=100, save_steps=200,
+                            num_train_epochs=1.5, weight_decay=0.1, adam_beta2=0.95, eval_steps=500, save_steps=500,
                             save_total_limit=2, logging_steps=10),
     "export": {"dir": "out/pretrain/model", "dtype": "bfloat16"},
-    "samples": {"prompts": ["It is a truth universally acknowledged", "Emma Woodhouse, handsome, clever,"],
+    "samples": {"prompts": ["It is a truth universally acknowledged", "Emma Woodhouse, handsome, clever,",
+                            "The :mod:`json` module"],
                 "max_new_tokens": 48},
 }
 

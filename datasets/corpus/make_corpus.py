@@ -1,19 +1,23 @@
-"""Extracts the pretraining corpus of the embedded demo model: Jane Austen's
-six novels as Debian's r-cran-janeaustenr package ships them.
+"""Extracts the pretraining corpus of the embedded demo model from two Debian
+packages: Jane Austen's six novels (r-cran-janeaustenr) and the Python 3.11
+documentation sources (python3.11-doc).
 
-    python datasets/corpus/make_corpus.py [--out DIR] [--package-dir DIR]
+    python datasets/corpus/make_corpus.py [--out DIR]
 
-The package's data (an R lazy-load database) is read from an installed
-copy (/usr/lib/R/site-library/janeaustenr), else from the .deb that
-`apt-get download r-cran-janeaustenr` fetches and `dpkg-deb -x` unpacks:
-neither R nor root is needed. Output, in tinylm's `text` JSONL format:
+Each package is read from its installed files, else from the .deb that
+`apt-get download PACKAGE` fetches and `dpkg-deb -x` unpacks (neither root
+nor R is needed). Output, in tinylm's `text` JSONL format:
 
-    DIR/train.jsonl        {"text": ...} documents: runs of whole paragraphs
-    DIR/validation.jsonl   the same, from held-out chapters
+    DIR/train.jsonl        {"text": ..., "source": "austen" | "python-docs"} documents
+    DIR/validation.jsonl   the same, from held-out chapters and doc pages
 
-Chapters are the unit of the split (5% held out, drawn with a fixed seed),
-so no validation document shares a chapter with training text. Running it
-again writes the same bytes.
+The novels give English prose; the documentation gives technical English
+with code, numbers, JSON and identifiers to copy, which a model fine-tuned
+to write JSON needs. The unit of the split is a chapter or a doc page (5%
+of each source held out, drawn with a fixed seed), so no validation
+document shares one with training text. A document is a run of whole
+paragraphs of at most MAX_CHARS characters. Running it again writes the
+same bytes (the SHA-256 of both files is checked).
 """
 import argparse
 import glob
@@ -29,39 +33,41 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rdata import read_lazyload  # noqa: E402
 
-PACKAGE = "r-cran-janeaustenr"
-INSTALLED = "/usr/lib/R/site-library/janeaustenr"
+AUSTEN = ("r-cran-janeaustenr", "/usr/lib/R/site-library/janeaustenr")
+PYDOCS = ("python3.11-doc", "/usr/share/doc/python3.11/html/_sources")
+# The documentation's prose and examples; release notes, the C API and
+# packaging guides are left out.
+PYDOCS_SECTIONS = ("tutorial", "library", "howto", "faq", "reference", "using")
 SEED = 20240620
 VALIDATION_SHARE = 0.05
-# A document is whole paragraphs up to this many characters (about 250
-# tokens of the demo tokenizer, so most fit a 256-token row whole).
+# About 250 tokens of the demo tokenizer, so most documents fit a 256-token row whole.
 MAX_CHARS = 1000
 CHAPTER = re.compile(r"^chapter\s+[0-9ivxlc]+\.?$", re.IGNORECASE)
 SENTENCE_END = re.compile(r'(?:(?<=[.!?])|(?<=[.!?]["\']))\s+(?=["\']?[A-Z])')
-# sha256 of the files this script wrote from r-cran-janeaustenr 1.0.0-1 (Debian 12).
+# sha256 of the files written from r-cran-janeaustenr 1.0.0-1 and python3.11-doc 3.11.2-6+deb12u9 (Debian 12).
 EXPECTED = {
-    "train.jsonl": "7ee77e8de310a2079ec20de96cb0fa6b3814f0a17d5e40141e2bad3022485012",
-    "validation.jsonl": "d0440faa90133c3581bc0757ae1204c78c749a998eb76987c0f6fac220077e95",
+    "train.jsonl": "fd87a5bff53e3e341ca269f53b432c4b8c7d3fd09e66b210ac59227d1dd8b7ca",
+    "validation.jsonl": "d8f98661b4aa27822ca2e081dacef5e5fcae221c3d9efe71e9cc9df11ed46f6b",
 }
 
 
-def package_data(package_dir: str | None, workdir: str) -> str:
-    """The path prefix of the package's data/Rdata.{rdx,rdb}."""
-    if package_dir is None and os.path.isdir(INSTALLED):
-        package_dir = INSTALLED
-    if package_dir is None:
-        try:
-            subprocess.run(["apt-get", "download", PACKAGE], cwd=workdir, check=True, capture_output=True, text=True)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            sys.exit(f"make_corpus: `apt-get download {PACKAGE}` failed ({detail.strip()}); on Debian run "
-                     f"`apt-get update` first, or pass --package-dir with an unpacked copy of the package")
-        (deb,) = glob.glob(os.path.join(workdir, f"{PACKAGE}_*.deb"))
-        subprocess.run(["dpkg-deb", "-x", deb, os.path.join(workdir, "root")], check=True)
-        package_dir = os.path.join(workdir, "root", INSTALLED.lstrip("/"))
-    return os.path.join(package_dir, "data", "Rdata")
+def package_root(package: str, installed: str, workdir: str) -> str:
+    """The installed folder of a package, or the same folder unpacked from
+    its downloaded .deb."""
+    if os.path.isdir(installed):
+        return installed
+    try:
+        subprocess.run(["apt-get", "download", package], cwd=workdir, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        sys.exit(f"make_corpus: `apt-get download {package}` failed ({detail.strip()}); on Debian run "
+                 f"`apt-get update` first, or install {package}")
+    (deb,) = glob.glob(os.path.join(workdir, f"{package}_*.deb"))
+    subprocess.run(["dpkg-deb", "-x", deb, os.path.join(workdir, package)], check=True)
+    return os.path.join(workdir, package, installed.lstrip("/"))
 
 
+# ------------------------------------------------------------------ Austen
 def paragraphs(lines: list) -> list[str]:
     """Blank-line separated paragraphs, hard line breaks unwrapped, the
     _underscore_ emphasis of the Gutenberg transcription dropped."""
@@ -89,22 +95,54 @@ def chapters(lines: list) -> list[list[str]]:
     return [c for c in found if c]
 
 
-def documents(chapter: list[str]) -> list[str]:
+def austen_units(root: str) -> list[list[str]]:
+    novels = read_lazyload(os.path.join(root, "data", "Rdata"))
+    return [chapter for name in sorted(novels) for chapter in chapters(novels[name])]
+
+
+# ------------------------------------------------------------- Python docs
+def blocks(text: str) -> list[str]:
+    """Blank-line separated blocks of a reStructuredText page, lines kept
+    (code is indented), trailing spaces dropped."""
+    out = []
+    for block in re.split(r"\n\s*\n", text):
+        block = "\n".join(line.rstrip() for line in block.strip("\n").split("\n"))
+        if block.strip():
+            out.append(block)
+    return out
+
+
+def pydocs_units(root: str) -> list[list[str]]:
+    pages = sorted(p for section in PYDOCS_SECTIONS
+                   for p in glob.glob(os.path.join(root, section, "**", "*.rst.txt"), recursive=True))
+    if not pages:
+        sys.exit(f"make_corpus: no documentation pages under {root}")
+    units = []
+    for page in pages:
+        with open(page, encoding="utf-8") as f:
+            units.append(blocks(f.read()))
+    return [u for u in units if u]
+
+
+# --------------------------------------------------------------- documents
+def split_long(piece: str) -> list[str]:
+    """A paragraph longer than MAX_CHARS in parts that fit: at sentence ends
+    for prose, at line ends for code and lists."""
+    parts, part = [], ""
+    joiner, pieces = ("\n", piece.split("\n")) if "\n" in piece else (" ", SENTENCE_END.split(piece))
+    for sentence in pieces:
+        if part and len(part) + 1 + len(sentence) > MAX_CHARS:
+            parts.append(part)
+            part = sentence
+        else:
+            part = f"{part}{joiner}{sentence}" if part else sentence
+    return parts + [part] if part else parts
+
+
+def documents(unit: list[str]) -> list[str]:
     """Consecutive paragraphs joined by blank lines, up to MAX_CHARS each; a
-    longer paragraph is cut at sentence ends into pieces that fit."""
-    pieces = []
-    for para in chapter:
-        if len(para) <= MAX_CHARS:
-            pieces.append(para)
-            continue
-        part = ""
-        for sentence in SENTENCE_END.split(para):
-            if part and len(part) + 1 + len(sentence) > MAX_CHARS:
-                pieces.append(part)
-                part = sentence
-            else:
-                part = f"{part} {sentence}" if part else sentence
-        pieces.append(part)
+    longer paragraph is cut into pieces that fit (split_long)."""
+    pieces = [p for para in unit for p in ([para] if len(para) <= MAX_CHARS else split_long(para))]
     docs, current = [], ""
     for piece in pieces:
         if current and len(current) + 2 + len(piece) > MAX_CHARS:
@@ -115,37 +153,38 @@ def documents(chapter: list[str]) -> list[str]:
     return docs + [current] if current else docs
 
 
-def write_jsonl(path: str, texts: list[str]) -> str:
+def write_jsonl(path: str, rows: list[dict]) -> str:
     with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for text in texts:
-            f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "austen"))
-    parser.add_argument("--package-dir", help=f"an unpacked {INSTALLED} (default: the installed one, else the .deb)")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
-        novels = read_lazyload(package_data(args.package_dir, workdir))
-    all_chapters = [(name, c) for name in sorted(novels) for c in chapters(novels[name])]
-    held_out = set(random.Random(SEED).sample(range(len(all_chapters)),
-                                              round(VALIDATION_SHARE * len(all_chapters))))
+        sources = {"austen": austen_units(package_root(*AUSTEN, workdir)),
+                   "python-docs": pydocs_units(package_root(*PYDOCS, workdir))}
     splits = {"train": [], "validation": []}
-    for i, (_, chapter) in enumerate(all_chapters):
-        splits["validation" if i in held_out else "train"].extend(documents(chapter))
+    rng = random.Random(SEED)
+    for source, units in sources.items():
+        held_out = set(rng.sample(range(len(units)), round(VALIDATION_SHARE * len(units))))
+        for i, unit in enumerate(units):
+            split = "validation" if i in held_out else "train"
+            splits[split] += [{"text": doc, "source": source} for doc in documents(unit)]
+        print(f"{source}: {len(units)} units, {len(held_out)} held out for validation")
     os.makedirs(args.out, exist_ok=True)
-    for split, docs in splits.items():
+    for split, rows in splits.items():
         name = f"{split}.jsonl"
-        digest = write_jsonl(os.path.join(args.out, name), docs)
-        chars = sum(len(d) for d in docs)
-        print(f"{os.path.join(args.out, name)}: {len(docs)} documents, {chars} characters, sha256 {digest}")
+        digest = write_jsonl(os.path.join(args.out, name), rows)
+        chars = {s: sum(len(r["text"]) for r in rows if r["source"] == s) for s in sources}
+        print(f"{os.path.join(args.out, name)}: {len(rows)} documents, characters {chars}, sha256 {digest}")
         if digest != EXPECTED[name]:
             print(f"make_corpus: warning: {name} differs from the file the demo model was trained on "
-                  f"(another version of {PACKAGE}?)", file=sys.stderr)
-    print(f"{len(all_chapters)} chapters, {len(held_out)} held out for validation")
+                  f"(other versions of the packages?)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,12 @@ test-py: $(VENV)/.installed
 
 test: test-c test-py
 
+# Speed and memory against PyTorch / Hugging Face, printed as ratios (slow: minutes each).
 bench: $(VENV)/.installed
 	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/finetune_step.py
+	$(PY) benchmarks/tokenizer_throughput.py
+	$(PY) benchmarks/eval_speed.py
 
 # `make demo`: the main job end to end on the embedded model (docs/demo-model.md).
 # It needs only tinylm and matplotlib (for the loss curve), not the test

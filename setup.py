@@ -41,7 +41,7 @@ core = Extension(
     runtime_library_dirs=library_dirs,  # the OpenMP OpenBLAS lives outside the default search path
     libraries=libraries + ["m"],
     extra_compile_args=["-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Werror=implicit-function-declaration",
-                        "-O0" if debug else "-O3", f"-march={march}", "-fno-math-errno", "-g"],
+                        "-O0" if debug else "-O3", f"-march={march}", "-fno-math-errno", "-fno-trapping-math", "-g"],
     extra_link_args=["-fopenmp"],
 )
 

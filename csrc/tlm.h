@@ -334,6 +334,34 @@ typedef enum {
  * unk_token for TLM_TOK_UNK when the config names none); NULL when unset. */
 const char *tlm_tok_special_token(const tlm_tok *t, tlm_tok_special which);
 
+/* --- generation --- */
+/* Incremental decoding with a KV cache. A session caches the keys and values
+ * of B rows of up to max_len positions (prompt plus new tokens) in one block
+ * planned at creation; it borrows the model, which must outlive it and not
+ * change its active adapter between feeds of one generation. Each feed runs
+ * the decoder on the new positions only, through the same projections as
+ * forward() (adapters, however base weights are stored). */
+typedef struct tlm_gen tlm_gen;
+
+tlm_status tlm_gen_create(tlm_model *m, int64_t B, int64_t max_len, tlm_gen **out);
+void tlm_gen_free(tlm_gen *g);
+/* Starts a generation: empties the cache; row b's first n_pad[b] positions
+ * will be left padding (never attended; its real tokens get RoPE positions
+ * 0, 1, ... after it, as transformers derives them from the mask). */
+tlm_status tlm_gen_begin(tlm_gen *g, const int32_t *n_pad);
+/* Appends S positions to every row: ids [B,S] (the prompts, left-padded, on
+ * the first feed; then one token per row per step). logits [B,V] of each
+ * row's last new position, or NULL. */
+tlm_status tlm_gen_feed(tlm_gen *g, const int32_t *ids, int64_t S, float *logits);
+int64_t tlm_gen_length(const tlm_gen *g); /* positions fed since tlm_gen_begin */
+
+/* Per-token log-likelihoods for evaluation, in inference mode (nothing kept
+ * for backward): out[b,t] = log softmax(logits[b,t])[targets[b,t]], 0 where
+ * targets[b,t] == -100. targets are aligned with the logits, not shifted:
+ * pass input_ids[b,t+1] to score the next token. Inputs as in forward(). */
+tlm_status tlm_model_logprobs(tlm_model *m, const int32_t *input_ids, const int32_t *attention_mask,
+                              const int32_t *position_ids, const int32_t *targets, int64_t B, int64_t T, float *out);
+
 #ifdef __cplusplus
 }
 #endif

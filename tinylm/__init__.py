@@ -2,16 +2,17 @@
 language models on a CPU, with the ecosystem's own file formats."""
 from tinylm._core import get_num_threads, set_num_threads
 from tinylm.errors import FormatError, NumericError, UnsupportedError
+from tinylm.evaluate import evaluate
 from tinylm.model import Model
 from tinylm.optim import AdamW, clip_grad_norm
 from tinylm.recipe_support import DEMO_MODEL
-from tinylm.trainer import TrainConfig, Trainer
 from tinylm.tokenizer import Tokenizer
+from tinylm.trainer import TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "Tokenizer", "AdamW", "clip_grad_norm", "set_num_threads", "get_num_threads",
+    "Model", "Tokenizer", "AdamW", "evaluate", "clip_grad_norm", "set_num_threads", "get_num_threads",
     "FormatError", "UnsupportedError", "NumericError", "__version__",
     "Trainer", "TrainConfig", "DEMO_MODEL",
 ]

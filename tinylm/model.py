@@ -17,6 +17,7 @@ import numpy as np
 from tinylm import _core, checkpoint
 from tinylm.adapters import AdapterMixin
 from tinylm.config import config_path, core_kwargs, read_config
+from tinylm.generate import GenerationMixin
 
 
 def _as_ids(array, name: str, shape: tuple | None = None) -> np.ndarray:
@@ -35,7 +36,7 @@ def _as_ids(array, name: str, shape: tuple | None = None) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.int32)
 
 
-class Model(AdapterMixin):
+class Model(AdapterMixin, GenerationMixin):
     """A causal language model (LlamaForCausalLM, Qwen2ForCausalLM).
 
     >>> model = Model.from_pretrained("path/to/hf_model")

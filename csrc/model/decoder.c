@@ -45,32 +45,47 @@ static void stage_inputs(tlm_model *m, const int32_t *ids, const int32_t *mask, 
     tlm_rope_tables(a->cos_t, a->sin_t, a->pos, m->inv_freq, N, m->cfg.head_dim);
 }
 
-/* Writes the layer's output to `out` (xs[l+1], or scratch when backward
- * recomputes a checkpointed layer). */
-static void layer_forward(tlm_model *m, int64_t l, float *out) {
+/* A decoder layer in two halves around attention, shared with generate.c
+ * (which attends over its KV cache instead): */
+
+/* h = rmsnorm(x); q, k, v = projections of h; RoPE on q and k. */
+void tlm_layer_attention_inputs(tlm_model *m, int64_t l) {
     const tlm_config *c = &m->cfg;
     tlm_arena *a = &m->arena;
-    int64_t N = a->B * a->T, D = c->hidden_size, F = c->intermediate_size, E = c->head_dim;
-    int64_t H = c->n_heads, K = c->n_kv_heads;
-    float *x = a->xs[l];
-
-    tlm_rmsnorm_forward(a->h, a->rstd1[l], x, LW(l, P_IN_NORM), N, D, c->rms_norm_eps);
+    int64_t N = a->B * a->T, D = c->hidden_size, E = c->head_dim;
+    tlm_rmsnorm_forward(a->h, a->rstd1[l], a->xs[l], LW(l, P_IN_NORM), N, D, c->rms_norm_eps);
     tlm_proj_forward(m, l, TLM_PROJ_Q, a->q[l], a->h, N);
     tlm_proj_forward(m, l, TLM_PROJ_K, a->k[l], a->h, N);
     tlm_proj_forward(m, l, TLM_PROJ_V, a->v[l], a->h, N);
-    tlm_rope_forward(a->q[l], a->cos_t, a->sin_t, N, H, E);
-    tlm_rope_forward(a->k[l], a->cos_t, a->sin_t, N, K, E);
-    tlm_attention_forward(a->o[l], a->lse[l], a->q[l], a->k[l], a->v[l], a->has_mask ? a->mask : NULL, a->B, a->T,
-                          H, K, E, a->attn_scratch);
-    tlm_proj_forward(m, l, TLM_PROJ_O, a->a, a->o[l], N);
-    tlm_add(a->xmid[l], x, a->a, N * D);
+    tlm_rope_forward(a->q[l], a->cos_t, a->sin_t, N, c->n_heads, E);
+    tlm_rope_forward(a->k[l], a->cos_t, a->sin_t, N, c->n_kv_heads, E);
+}
 
+/* From the attention output o[l]: o_proj and the residual, then the MLP
+ * block; the layer's output goes to `out`. */
+void tlm_layer_finish(tlm_model *m, int64_t l, float *out) {
+    const tlm_config *c = &m->cfg;
+    tlm_arena *a = &m->arena;
+    int64_t N = a->B * a->T, D = c->hidden_size, F = c->intermediate_size;
+    tlm_proj_forward(m, l, TLM_PROJ_O, a->a, a->o[l], N);
+    tlm_add(a->xmid[l], a->xs[l], a->a, N * D);
     tlm_rmsnorm_forward(a->h, a->rstd2[l], a->xmid[l], LW(l, P_POST_NORM), N, D, c->rms_norm_eps);
     tlm_proj_forward(m, l, TLM_PROJ_GATE, a->g[l], a->h, N);
     tlm_proj_forward(m, l, TLM_PROJ_UP, a->u[l], a->h, N);
     tlm_swiglu_forward(a->m, a->g[l], a->u[l], N * F);
     tlm_proj_forward(m, l, TLM_PROJ_DOWN, a->a, a->m, N);
     tlm_add(out, a->xmid[l], a->a, N * D);
+}
+
+/* Writes the layer's output to `out` (xs[l+1], or scratch when backward
+ * recomputes a checkpointed layer). */
+static void layer_forward(tlm_model *m, int64_t l, float *out) {
+    const tlm_config *c = &m->cfg;
+    tlm_arena *a = &m->arena;
+    tlm_layer_attention_inputs(m, l);
+    tlm_attention_forward(a->o[l], a->lse[l], a->q[l], a->k[l], a->v[l], a->has_mask ? a->mask : NULL, a->B, a->T,
+                          c->n_heads, c->n_kv_heads, c->head_dim, a->attn_scratch);
+    tlm_layer_finish(m, l, out);
 }
 
 /* Embedding, every layer, final norm into a->h_f. */

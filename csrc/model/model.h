@@ -127,6 +127,11 @@ int tlm_model_add_param(tlm_model *m, const char *name, int64_t rows, int64_t co
 /* adapters/lora.c */
 void tlm_lora_free_all(tlm_model *m);
 
+/* decoder.c: a layer's two halves around attention (generate.c attends
+ * over its KV cache between them). Both work on the arena's current (B, T). */
+void tlm_layer_attention_inputs(tlm_model *m, int64_t l);
+void tlm_layer_finish(tlm_model *m, int64_t l, float *out);
+
 /* proj.c: a decoder projection (y = x W^T + b) plus the active LoRA path. */
 int tlm_proj_weight_role(int p);
 const tlm_lora *tlm_active_lora(const tlm_model *m); /* NULL when none or merged */

@@ -5,6 +5,7 @@
  * upper triangle is never computed. Forward keeps the log-sum-exp of every
  * row; backward recomputes the probabilities from it, so the [T,T] matrix is
  * never stored between the passes (as in FlashAttention). */
+#include "ops/fastexp.h"
 #include "ops/ops.h"
 
 #include <cblas.h>
@@ -27,7 +28,7 @@ static void block_probs(float *P, float *lse_rows, int from_lse, int64_t i0, int
             float l = lse_rows[i];
             if (isinf(l)) { memset(row, 0, (size_t)cols * sizeof(float)); continue; }
             for (int64_t j = 0; j <= last; j++)
-                row[j] = (mask_b && !mask_b[j]) ? 0.0f : expf(row[j] - l);
+                row[j] = (mask_b && !mask_b[j]) ? 0.0f : tlm_expf(row[j] - l);
         } else {
             float mx = -INFINITY;
             int nan = 0;
@@ -48,7 +49,7 @@ static void block_probs(float *P, float *lse_rows, int from_lse, int64_t i0, int
             }
             float sum = 0.0f;
             for (int64_t j = 0; j <= last; j++) {
-                float p = (mask_b && !mask_b[j]) ? 0.0f : expf(row[j] - mx);
+                float p = (mask_b && !mask_b[j]) ? 0.0f : tlm_expf(row[j] - mx);
                 row[j] = p;
                 sum += p;
             }

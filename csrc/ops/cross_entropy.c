@@ -5,6 +5,7 @@
  * gradient is wanted they are turned in place into softmax - onehot and
  * multiplied back at once (dh = dlogits W, dW += dlogits^T h). The logits
  * are computed once per step: nothing is recomputed in backward. */
+#include "ops/fastexp.h"
 #include "ops/ops.h"
 
 #include <cblas.h>
@@ -31,13 +32,15 @@ double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, int64_t
             float mx = -INFINITY;
             for (int64_t j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
             double sum = 0.0;
-            for (int64_t j = 0; j < V; j++) sum += expf(row[j] - mx);
+            #pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < V; j++) sum += tlm_expf(row[j] - mx);
             double lse = (double)mx + log(sum);
             int32_t t = tv[r0 + n];
             part += lse - (double)row[t];
             if (dhv) { /* d(nll)/dlogits = softmax - onehot */
                 float l = (float)lse;
-                for (int64_t j = 0; j < V; j++) row[j] = expf(row[j] - l);
+                #pragma omp simd
+                for (int64_t j = 0; j < V; j++) row[j] = tlm_expf(row[j] - l);
                 row[t] -= 1.0f;
             }
         }

@@ -4,7 +4,7 @@
 #include <string.h>
 
 void tlm_embedding_forward(float *out, const int32_t *ids, const float *table, int64_t N, int64_t D) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N * D > 16384)
     for (int64_t n = 0; n < N; n++) memcpy(out + n * D, table + (int64_t)ids[n] * D, (size_t)D * sizeof(float));
 }
 

@@ -3,7 +3,18 @@
 
 #include <cblas.h>
 
+/* Rows up to which a matrix-vector product per row beats one GEMM: OpenBLAS'
+ * GEMM packs all of W even for a single row, which makes a decoding step (one
+ * token per sequence) several times slower than GEMV's one pass over W. */
+#define GEMV_MAX_ROWS 2
+
 void tlm_gemm_xwt(float *y, int64_t ldy, const float *x, const float *W, int64_t N, int64_t In, int64_t rows) {
+    if (N <= GEMV_MAX_ROWS) {
+        for (int64_t n = 0; n < N; n++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)rows, (blasint)In, 1.0f, W, (blasint)In, x + n * In, 1,
+                        0.0f, y + n * ldy, 1);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)N, (blasint)rows, (blasint)In, 1.0f, x,
                 (blasint)In, W, (blasint)In, 0.0f, y, (blasint)ldy);
 }
@@ -15,7 +26,7 @@ void tlm_gemm_dyw(float *dx, float beta, const float *dy, int64_t ldy, const flo
 }
 
 void tlm_add_bias(float *y, const float *b, int64_t N, int64_t Out) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N * Out > 16384)
     for (int64_t n = 0; n < N; n++)
         for (int64_t o = 0; o < Out; o++) y[n * Out + o] += b[o];
 }

@@ -107,4 +107,18 @@ void tlm_dropout_forward(float *out, const float *x, int64_t n, float p, uint64_
 /* dx += dout * mask / (1 - p), the same mask as tlm_dropout_forward(seed, key) */
 void tlm_dropout_backward_add(float *dx, const float *dout, int64_t n, float p, uint64_t seed, uint64_t key);
 
+/* ---- attention of S new query positions against a KV cache (generation).
+ * q [B,S,H,E] after RoPE; kc, vc [B,K,Tc,E] hold cache positions 0..t0+S-1,
+ * the new ones (t0..t0+S-1) already written. Query s of row b, at cache
+ * position t0+s, attends keys j with start[b] <= j <= t0+s (start: the row's
+ * left padding); a query with no such key outputs zeros. out [B,S,H,E]. */
+int64_t tlm_attention_decode_scratch_floats(int64_t Tc); /* per thread */
+void tlm_attention_decode(float *out, const float *q, const float *kc, const float *vc, const int32_t *start,
+                          int64_t B, int64_t S, int64_t t0, int64_t Tc, int64_t H, int64_t K, int64_t E,
+                          float *scratch /*[nthreads * tlm_attention_decode_scratch_floats(Tc)]*/);
+
+/* ---- out[n] = log softmax(logits[n])[targets[n]]; 0 where targets[n] < 0 */
+void tlm_logprob_gather(float *out /*[N]*/, const float *logits /*[N,V]*/, const int32_t *targets /*[N]*/, int64_t N,
+                        int64_t V);
+
 #endif

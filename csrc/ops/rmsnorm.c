@@ -6,7 +6,7 @@
 #include <string.h>
 
 void tlm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps) {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N * D > 16384)
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * D;
         float *yr = out + n * D;

@@ -35,7 +35,7 @@ void tlm_rope_inv_freq(float *inv_freq, int64_t E, float theta, int rope_type, f
 
 void tlm_rope_tables(float *cos_t, float *sin_t, const int32_t *pos, const float *inv_freq, int64_t N, int64_t E) {
     int64_t half = E / 2;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N * half > 16384)
     for (int64_t n = 0; n < N; n++)
         for (int64_t i = 0; i < half; i++) {
             float angle = (float)pos[n] * inv_freq[i];
@@ -46,7 +46,7 @@ void tlm_rope_tables(float *cos_t, float *sin_t, const int32_t *pos, const float
 
 void tlm_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t N, int64_t nh, int64_t E) {
     int64_t half = E / 2;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N * nh * E > 16384)
     for (int64_t n = 0; n < N; n++) {
         const float *c = cos_t + n * half, *s = sin_t + n * half;
         for (int64_t h = 0; h < nh; h++) {

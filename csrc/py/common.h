@@ -25,6 +25,13 @@ int tlm_py_get_buffer(PyObject *obj, char kind, Py_ssize_t numel, int writable, 
 PyObject *tlm_py_view(PyObject *owner, void *ptr, const char *format, Py_ssize_t itemsize,
                       int ndim, const int64_t *shape, int writable);
 
+/* The tlm_model behind a tinylm._core.Model, marked busy until
+ * tlm_py_model_release so no other call uses its arena meanwhile (binding
+ * files other than py_model.c reach the model only this way). Returns NULL
+ * with an exception set when obj is not an initialised, idle Model. */
+tlm_model *tlm_py_model_acquire(PyObject *obj);
+void tlm_py_model_release(PyObject *obj);
+
 /* Subsystem registration, one per binding file. */
 int tlm_py_init_common(PyObject *module);
 int tlm_py_init_safetensors(PyObject *module);
@@ -32,5 +39,6 @@ int tlm_py_init_model(PyObject *module);
 int tlm_py_init_quant(PyObject *module);
 int tlm_py_init_data(PyObject *module);
 int tlm_py_init_tokenizer(PyObject *module);
+int tlm_py_init_generate(PyObject *module);
 
 #endif

@@ -29,7 +29,8 @@ PyMODINIT_FUNC PyInit__core(void) {
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     if (tlm_py_init_common(m) < 0 || tlm_py_init_safetensors(m) < 0 || tlm_py_init_model(m) < 0 ||
-        tlm_py_init_data(m) < 0 || tlm_py_init_quant(m) < 0 || tlm_py_init_tokenizer(m) < 0) {
+        tlm_py_init_data(m) < 0 || tlm_py_init_quant(m) < 0 || tlm_py_init_tokenizer(m) < 0 ||
+        tlm_py_init_generate(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

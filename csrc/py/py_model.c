@@ -439,3 +439,16 @@ int tlm_py_init_model(PyObject *module) {
     if (PyType_Ready(&ModelType) < 0) return -1;
     return PyModule_AddObjectRef(module, "Model", (PyObject *)&ModelType);
 }
+
+tlm_model *tlm_py_model_acquire(PyObject *obj) {
+    if (!PyObject_TypeCheck(obj, &ModelType)) {
+        PyErr_Format(PyExc_TypeError, "expected a tinylm._core.Model, got %s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    ModelObject *self = (ModelObject *)obj;
+    CHECK_IDLE(self);
+    self->busy = 1;
+    return self->model;
+}
+
+void tlm_py_model_release(PyObject *obj) { ((ModelObject *)obj)->busy = 0; }

@@ -95,7 +95,19 @@ def test_eval_and_export_recipes(tmp_path, small_task):
     tuned = tinylm.Model.from_pretrained(tinylm.DEMO_MODEL)
     tuned.load_adapter(tmp_path / "export" / "adapter")
     ids = [[5, 17, 99, 300, 41]]
-    np.testing.assert_allclose(merged.forward(ids), tuned.forward(ids), atol=1e-4)
+    ours = tuned.forward(ids)
+    np.testing.assert_allclose(merged.forward(ids), ours, atol=1e-4)
+
+    # Their real consumers: transformers for the merged folder, PEFT for the adapter.
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    hf_merged = AutoModelForCausalLM.from_pretrained(tmp_path / "export" / "merged", dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(tinylm.DEMO_MODEL, dtype=torch.float32)
+    hf_tuned = PeftModel.from_pretrained(base, tmp_path / "export" / "adapter")
+    with torch.no_grad():
+        for hf in (hf_merged, hf_tuned):
+            np.testing.assert_allclose(hf(torch.tensor(ids)).logits.numpy(), ours, atol=1e-3)
 
 
 def test_unknown_keys_and_recipes_are_usage_errors(capsys):

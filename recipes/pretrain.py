@@ -10,7 +10,8 @@ that made tinylm's embedded demo model (tinylm/models/demo).
    Trainer on packed rows (train.*), evaluated on the held-out chapters;
 4. the Hugging Face folder written to export.dir (weights in export.dtype),
    and report.json in output_dir: validation perplexity of the exported
-   weights and greedy sample generations.
+   weights (overall and per "source" of the corpus) and greedy sample
+   generations.
 """
 import json
 import os
@@ -83,18 +84,43 @@ def main(cfg: dict) -> dict:
 
     export_folder(model, export_dir, dtype=cfg["export"]["dtype"])
     exported = tinylm.Model.from_pretrained(export_dir)
+    batch = cfg["train"]["batch_size"]
+
+    def perplexity_of(path):
+        data = load_dataset(path, tok, format="text", seq_len=cfg["data"]["seq_len"], packing=cfg["data"]["packing"])
+        return validation_perplexity(exported, data.train, batch)
+
+    by_source = {name: perplexity_of(path) for name, path in split_by_source(corpus["validation"], out).items()}
     report = {
         "parameters": model.num_parameters(),
         "train_tokens_per_epoch": train.stats.tokens,
         "steps": result.global_step,
         "train_runtime_s": round(result.metrics["train_runtime"], 1),
-        "validation": validation_perplexity(exported, val, cfg["train"]["batch_size"]),
+        "validation": validation_perplexity(exported, val, batch),
+        "validation_by_source": by_source,
         "samples": sample_generations(exported, tok, cfg["samples"]["prompts"], cfg["samples"]["max_new_tokens"]),
     }
     with open(os.path.join(out, "report.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     print(json.dumps(report, indent=2))
     return report
+
+
+def split_by_source(path: str, out: str) -> dict[str, str]:
+    """The documents of a JSONL corpus grouped by their "source" field, one
+    file per source in out (none when the corpus has no such field)."""
+    groups = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if "source" in row:
+                groups.setdefault(row["source"], []).append(line)
+    paths = {}
+    for name, lines in groups.items():
+        paths[name] = os.path.join(out, f"validation-{name}.jsonl")
+        with open(paths[name], "w", encoding="utf-8") as f:
+            f.writelines(lines)
+    return paths
 
 
 if __name__ == "__main__":

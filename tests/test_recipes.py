@@ -48,9 +48,9 @@ def finetune_args(name, out, task):
 def test_pretrain_recipe(tmp_path, small_task):
     corpus = tmp_path / "corpus.jsonl"
     with open(small_task["train"]) as f, open(corpus, "w") as out:
-        for line in f:
+        for i, line in enumerate(f):
             row = json.loads(line)
-            out.write(json.dumps({"text": row["prompt"] + row["completion"]}) + "\n")
+            out.write(json.dumps({"text": row["prompt"] + row["completion"], "source": "ab"[i % 2]}) + "\n")
     model_dir = tmp_path / "model"
     assert run("pretrain", f"output_dir={tmp_path / 'run'}", f"export.dir={model_dir}", f"corpus.train={corpus}",
                f"corpus.validation={corpus}", "tokenizer.vocab_size=300", "model.hidden_size=32",
@@ -58,8 +58,8 @@ def test_pretrain_recipe(tmp_path, small_task):
                "model.num_key_value_heads=1", "data.seq_len=64", "samples.max_new_tokens=4", *QUICK) == 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["steps"] == 2 and report["validation"]["perplexity"] > 1
-    assert [s["prompt"] for s in report["samples"]] == ["It is a truth universally acknowledged",
-                                                        "Emma Woodhouse, handsome, clever,"]
+    assert set(report["validation_by_source"]) == {"a", "b"}
+    assert len(report["samples"]) == 3 and all(isinstance(s["completion"], str) for s in report["samples"])
     assert sorted(os.listdir(model_dir)) == ["config.json", "generation_config.json", "model.safetensors",
                                              "tokenizer.json", "tokenizer_config.json"]
     config = json.loads((model_dir / "config.json").read_text())

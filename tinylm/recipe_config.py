@@ -186,14 +186,17 @@ def load_recipe(name_or_path: str):
     return module
 
 
-def run_recipe(main, defaults: dict, recipe_path: str, argv: list[str] | None = None):
-    """The command line of a recipe script: [--config FILE] [key=value ...];
-    the config defaults to configs/<recipe name>.yaml beside the script."""
+def run_recipe(main, defaults: dict, recipe_path: str, argv: list[str] | None = None, prog: str | None = None):
+    """The command line of a recipe: [--config FILE] [key=value ...] in any
+    order; the config defaults to configs/<recipe name>.yaml beside the
+    script. Returns what main returns."""
     default = default_config_path(recipe_path)
-    parser = argparse.ArgumentParser(description=((main.__doc__ or "").strip().splitlines() or [None])[0])
-    parser.add_argument("--config", default=default, help=f"YAML config (default: {default})")
+    # The recipe module's docstring (main's globals) says what it does and writes.
+    parser = argparse.ArgumentParser(prog=prog, description=main.__globals__.get("__doc__"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE", default=default, help=f"YAML config (default: {default})")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=10")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     return main(load_config(args.config, args.overrides, defaults))
 
 

@@ -10,8 +10,9 @@ from tinylm.demo import BAR, run_demo
 
 
 def register(sub) -> None:
+    # %% because argparse %-formats help strings.
     p = sub.add_parser("demo", help=f"fine-tune the embedded model on a task and show before/after "
-                                    f"(passes at >= {BAR:.0%})", description=__doc__.split("\n\n")[0])
+                                    f"(passes at >= {BAR * 100:.0f}%%)", description=__doc__.split("\n\n")[0])
     p.add_argument("--output", metavar="DIR", default="out/demo", help="where everything goes (default: out/demo)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
     p.add_argument("overrides", nargs="*", metavar="key=value",

@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DEB_PKGS := libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev libhdf5-dev hdf5-tools pkg-config gcc make
+DEB_PKGS := python3-dev python3-venv libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev libhdf5-dev hdf5-tools pkg-config gcc make
 CSRC   := $(shell find csrc -name '*.c' -o -name '*.h')
 
 .PHONY: deps venv build test test-c test-py bench clean
@@ -41,6 +41,18 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/finetune_step.py
 	$(PY) benchmarks/tokenizer_throughput.py
 	$(PY) benchmarks/eval_speed.py
+
+# `make demo`: the main job end to end on the embedded model (docs/demo-model.md).
+# It needs only tinylm and matplotlib (for the loss curve), not the test
+# references, so it keeps its own stamp and skips the large [test] extra.
+.PHONY: demo
+$(VENV)/.demo-installed: deps pyproject.toml setup.py $(CSRC)
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[plot]"
+	@touch $@
+
+demo: $(VENV)/.demo-installed
+	$(PY) -m tinylm demo
 
 clean:
 	rm -rf build tinylm/*.so $(VENV) tests/c/build

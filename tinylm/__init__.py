@@ -5,6 +5,7 @@ from tinylm.errors import FormatError, NumericError, UnsupportedError
 from tinylm.evaluate import evaluate
 from tinylm.model import Model
 from tinylm.optim import AdamW, clip_grad_norm
+from tinylm.recipe_support import DEMO_MODEL
 from tinylm.tokenizer import Tokenizer
 from tinylm.trainer import TrainConfig, Trainer
 
@@ -13,5 +14,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Model", "Tokenizer", "AdamW", "evaluate", "clip_grad_norm", "set_num_threads", "get_num_threads",
     "FormatError", "UnsupportedError", "NumericError", "__version__",
-    "Trainer", "TrainConfig",
+    "Trainer", "TrainConfig", "DEMO_MODEL",
 ]

@@ -1,0 +1,34 @@
+"""A fast smoke of `tinylm demo`: the five steps on a few examples of the
+smart_home task and a few fine-tuning steps (the full run is `make demo`)."""
+import json
+import os
+
+import tinylm.demo
+from tinylm import cli
+
+TASK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets", "smart_home")
+
+
+def test_demo_pipeline(tmp_path, monkeypatch, capsys):
+    task = tmp_path / "smart_home"
+    task.mkdir()
+    for name, n in (("train.jsonl", 32), ("validation.jsonl", 8), ("golden.jsonl", 8)):
+        with open(os.path.join(TASK, name)) as f:
+            (task / name).write_text("".join(f.readlines()[:n]))
+    monkeypatch.setattr(tinylm.demo, "TASK", str(task))
+    out = tmp_path / "demo"
+    # A few steps cannot clear the 90% bar: the demo says so with exit status 1.
+    code = cli.main(["demo", "--output", str(out), "train.max_steps=3", "train.batch_size=8", "train.disable_tqdm=true"])
+    assert code == 1
+    text = capsys.readouterr().out
+    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
+        assert step in text
+    assert "golden 'json' score (8 cases)" in text and "FAIL: fine-tuned golden score" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fine_tune"]["steps"] == 3 and summary["before"]["cases"] == 8
+    assert set(summary["phases"]) == {"eval before", "fine-tune", "eval after", "export"}
+    assert all(p["seconds"] > 0 and p["peak_rss_mb"] > 0 for p in summary["phases"].values())
+    assert summary["after"]["perplexity"] < summary["before"]["perplexity"]
+    for path in (summary["files"]["adapter"], summary["files"]["merged"], *summary["files"]["reports"]):
+        assert os.path.exists(path), path
+    assert os.listdir(summary["files"]["merged"])

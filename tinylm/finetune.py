@@ -1,0 +1,94 @@
+"""Supervised fine-tuning from a config: LoRA, QLoRA (LoRA on an NF4 or int8
+base) or full. The lora_finetune, qlora_finetune and full_finetune recipes
+and `tinylm train` are this function with different settings.
+
+    result = finetune(load_config("recipes/configs/lora_finetune.yaml", [], FINETUNE_DEFAULTS))
+
+Outputs in output_dir: train/ (the Trainer's checkpoints, metrics.jsonl,
+loss_curve.png), then adapter/ (PEFT) for LoRA, or model/ (a Hugging Face
+folder with the tokenizer) for full fine-tuning, and config.yaml (the
+resolved config).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import tinylm
+from tinylm.data import load_dataset
+from tinylm.recipe_config import dump, train_defaults
+from tinylm.recipe_support import DEMO_MODEL, TOKENIZER_FILES, export_folder, peak_rss_mb
+
+FINETUNE_DEFAULTS = {
+    "output_dir": "out/finetune",
+    "seed": 0,
+    "threads": None,
+    "model": None,          # a Hugging Face model folder; None: the embedded demo model
+    "quant": None,          # "nf4" or "int8": the frozen base is stored quantized (QLoRA)
+    # LoRA settings (PEFT's names: r, alpha = lora_alpha, dropout = lora_dropout);
+    # lora: null fine-tunes every weight instead.
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear", "use_rslora": False},
+    "data": {
+        "train": "datasets/smart_home/train.jsonl",
+        "validation": "datasets/smart_home/validation.jsonl",
+        "format": None,     # detected from the first record
+        "seq_len": 128,
+        "packing": False,
+        "train_on_prompt": False,
+    },
+    "train": train_defaults(learning_rate=2e-3, lr_scheduler_type="cosine", warmup_ratio=0.05, batch_size=16,
+                            num_train_epochs=2.0, save_steps=None, logging_steps=5),
+}
+
+
+def load_base(cfg: dict):
+    """(model, tokenizer, folder) for cfg["model"] (the demo model when None)
+    with cfg["quant"]."""
+    folder = cfg["model"] or DEMO_MODEL
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: no such model folder")
+    return tinylm.Model.from_pretrained(folder, quant=cfg["quant"]), tinylm.Tokenizer.from_pretrained(folder), folder
+
+
+def finetune(cfg: dict) -> dict:
+    """Fine-tunes as cfg says (see FINETUNE_DEFAULTS) and returns what it
+    wrote and measured: {"output": folder, "kind", "steps", "train_loss",
+    "eval_loss", "train_runtime_s", "tokens_per_s", "peak_rss_mb", "trainable"}."""
+    if cfg["threads"]:
+        tinylm.set_num_threads(cfg["threads"])
+    if cfg["quant"] and not cfg["lora"]:
+        raise ValueError(f"quant={cfg['quant']!r} needs a LoRA adapter: a quantized base cannot be fine-tuned "
+                         f"fully (set lora, or quant: null)")
+    out = cfg["output_dir"]
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.yaml"), "w", encoding="utf-8") as f:
+        f.write(dump(cfg))
+    model, tok, base = load_base(cfg)
+    lora = cfg["lora"]
+    if lora:
+        model.add_lora(r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"],
+                       target_modules=lora["target_modules"], use_rslora=lora["use_rslora"], seed=cfg["seed"])
+    data = cfg["data"]
+    train, val = load_dataset(data["train"], tok, format=data["format"], seq_len=data["seq_len"],
+                              packing=data["packing"], train_on_prompt=data["train_on_prompt"],
+                              validation=data["validation"], seed=cfg["seed"])
+    trainer = tinylm.Trainer(model, tok, train, dict(cfg["train"], output_dir=os.path.join(out, "train"),
+                                                     seed=cfg["seed"]), eval_data=val)
+    start = time.perf_counter()
+    result = trainer.fit()
+    runtime = time.perf_counter() - start
+    if lora:
+        target = os.path.join(out, "adapter")
+        model.save_adapter(target)
+    else:
+        target = os.path.join(out, "model")
+        export_folder(model, target)
+        for name in TOKENIZER_FILES:
+            if os.path.exists(os.path.join(base, name)):
+                shutil.copy(os.path.join(base, name), target)
+    last_eval = next((r["eval_loss"] for r in reversed(trainer.metrics.read()) if "eval_loss" in r), None)
+    return {"output": target, "kind": "lora" if lora else "full", "base": base, "steps": result.global_step,
+            "train_loss": result.training_loss, "eval_loss": last_eval, "train_runtime_s": runtime,
+            "tokens_per_s": trainer.state.num_input_tokens_seen / runtime, "peak_rss_mb": peak_rss_mb(),
+            "trainable": model.num_parameters(trainable_only=True)}

@@ -32,3 +32,15 @@ def test_demo_pipeline(tmp_path, monkeypatch, capsys):
     for path in (summary["files"]["adapter"], summary["files"]["merged"], *summary["files"]["reports"]):
         assert os.path.exists(path), path
     assert os.listdir(summary["files"]["merged"])
+
+
+def test_demo_clears_its_bar(tmp_path, capsys):
+    """The whole job as `make demo` runs it (about 4 minutes on 2 cores): the
+    shipped model and fine-tune config must take the golden score from near
+    zero to the bar. Catches any regression in training, LoRA, generation or
+    the checks that the fast tests above cannot see."""
+    code = cli.main(["demo", "--output", str(tmp_path / "demo"), "train.disable_tqdm=true"])
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["before"]["score"] <= 0.05, summary["before"]
+    assert summary["after"]["score"] >= tinylm.demo.BAR, summary["after"]
+    assert code == 0 and "PASS: fine-tuned golden score" in capsys.readouterr().out

@@ -13,7 +13,7 @@
 #include <omp.h>
 #include <string.h>
 
-#define QB 64 /* query rows per block */
+#define QB 128 /* query rows per block */
 
 int64_t tlm_attention_scratch_floats(int64_t T) { return 2 * QB * T; }
 

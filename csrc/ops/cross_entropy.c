@@ -12,7 +12,7 @@
 #include <math.h>
 
 int64_t tlm_lmhead_ce_rows(int64_t V) {
-    int64_t rows = ((int64_t)1 << 23) / V; /* about 32 MB of logits per chunk */
+    int64_t rows = ((int64_t)1 << 25) / V; /* about 128 MB of logits per chunk */
     return rows < 16 ? 16 : rows;
 }
 

@@ -15,8 +15,9 @@
  * chunks below ~512 rows lose up to a third of its speed; 512 rows is the
  * aim, within 128 MB of logits, and small vocabularies take 32 MB worth. */
 int64_t tlm_lmhead_ce_rows(int64_t V) {
-    int64_t rows = ((int64_t)1 << 25) / V < 512 ? ((int64_t)1 << 25) / V : 512;
-    if (rows < ((int64_t)1 << 23) / V) rows = ((int64_t)1 << 23) / V;
+    const int64_t rows_32mb = ((int64_t)1 << 23) / V, rows_128mb = ((int64_t)1 << 25) / V;
+    int64_t rows = rows_128mb < 512 ? rows_128mb : 512;
+    if (rows < rows_32mb) rows = rows_32mb;
     return rows < 16 ? 16 : rows;
 }
 

@@ -125,32 +125,32 @@ def pydocs_units(root: str) -> list[list[str]]:
 
 
 # --------------------------------------------------------------- documents
+def join_up_to(pieces: list[str], sep: str) -> list[str]:
+    """Consecutive pieces joined by sep into runs of at most MAX_CHARS (a
+    single piece longer than that stays whole)."""
+    runs, run = [], ""
+    for piece in pieces:
+        if run and len(run) + len(sep) + len(piece) > MAX_CHARS:
+            runs.append(run)
+            run = piece
+        else:
+            run = f"{run}{sep}{piece}" if run else piece
+    return runs + [run] if run else runs
+
+
 def split_long(piece: str) -> list[str]:
     """A paragraph longer than MAX_CHARS in parts that fit: at sentence ends
     for prose, at line ends for code and lists."""
-    parts, part = [], ""
-    joiner, pieces = ("\n", piece.split("\n")) if "\n" in piece else (" ", SENTENCE_END.split(piece))
-    for sentence in pieces:
-        if part and len(part) + 1 + len(sentence) > MAX_CHARS:
-            parts.append(part)
-            part = sentence
-        else:
-            part = f"{part}{joiner}{sentence}" if part else sentence
-    return parts + [part] if part else parts
+    if "\n" in piece:
+        return join_up_to(piece.split("\n"), "\n")
+    return join_up_to(SENTENCE_END.split(piece), " ")
 
 
 def documents(unit: list[str]) -> list[str]:
     """Consecutive paragraphs joined by blank lines, up to MAX_CHARS each; a
     longer paragraph is cut into pieces that fit (split_long)."""
     pieces = [p for para in unit for p in ([para] if len(para) <= MAX_CHARS else split_long(para))]
-    docs, current = [], ""
-    for piece in pieces:
-        if current and len(current) + 2 + len(piece) > MAX_CHARS:
-            docs.append(current)
-            current = piece
-        else:
-            current = f"{current}\n\n{piece}" if current else piece
-    return docs + [current] if current else docs
+    return join_up_to(pieces, "\n\n")
 
 
 def write_jsonl(path: str, rows: list[dict]) -> str:

@@ -5,8 +5,7 @@ import os
 
 import pytest
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures")
-TOKENIZER_DIRS = {name: os.path.join(FIXTURES, "tokenizers", name) for name in ("mistral-7b", "qwen3")}
+from fixture_paths import TOKENIZER_NAMES, tokenizer_fixture
 
 
 class HFTokenizer:
@@ -57,18 +56,20 @@ IMPLEMENTATIONS = {k: functools.lru_cache(maxsize=None)(v) for k, v in _implemen
 _reference = functools.lru_cache(maxsize=None)(HFTokenizer)
 
 
-@pytest.fixture(params=[(impl, name) for impl in IMPLEMENTATIONS for name in TOKENIZER_DIRS],
+@pytest.fixture(params=[(impl, name) for impl in IMPLEMENTATIONS for name in TOKENIZER_NAMES],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def tokenizer_case(request):
     """(tokenizer under test, HF reference tokenizer, fixture name)."""
     impl, name = request.param
-    return IMPLEMENTATIONS[impl](TOKENIZER_DIRS[name]), _reference(TOKENIZER_DIRS[name]), name
+    path = tokenizer_fixture(name)
+    return IMPLEMENTATIONS[impl](path), _reference(path), name
 
 
 @pytest.fixture(params=list(IMPLEMENTATIONS))
 def qwen3_case(request):
     """(tokenizer under test, HF reference) for qwen3, the fixture with a chat template."""
-    return IMPLEMENTATIONS[request.param](TOKENIZER_DIRS["qwen3"]), _reference(TOKENIZER_DIRS["qwen3"])
+    path = tokenizer_fixture("qwen3")
+    return IMPLEMENTATIONS[request.param](path), _reference(path)
 
 
 @pytest.fixture(params=list(IMPLEMENTATIONS))
@@ -80,4 +81,4 @@ def load_tokenizer(request):
 @pytest.fixture
 def mistral():
     """The HF reference Mistral tokenizer, for tests of the pipeline's own logic."""
-    return _reference(TOKENIZER_DIRS["mistral-7b"])
+    return _reference(tokenizer_fixture("mistral-7b"))

@@ -16,15 +16,8 @@ from tokenizers import Tokenizer as HFTokenizer
 from transformers import AutoTokenizer
 
 import tinylm
+from fixture_paths import tokenizer_fixture
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "tokenizers")
-
-
-def fixture(name: str) -> str:
-    path = os.path.abspath(os.path.join(FIXTURES, name))
-    if not os.path.exists(os.path.join(path, "tokenizer.json")):
-        pytest.skip(f"fixture {path} is missing")
-    return path
 
 
 WEATHER_TOOL = {"type": "function", "function": {
@@ -58,7 +51,7 @@ CONVERSATIONS = {
 
 @pytest.fixture(scope="module")
 def qwen():
-    path = fixture("qwen3")
+    path = tokenizer_fixture("qwen3")
     return tinylm.Tokenizer.from_pretrained(path), AutoTokenizer.from_pretrained(path), HFTokenizer.from_file(
         os.path.join(path, "tokenizer.json"))
 
@@ -145,7 +138,7 @@ def write_template_dir(path, mistral: str, config_template, jinja_file: str | No
 
 @pytest.mark.parametrize("generation_prompt", [False, True])
 def test_template_helpers(tmp_path, generation_prompt):
-    path = write_template_dir(tmp_path, fixture("mistral-7b"), HELPERS_TEMPLATE)
+    path = write_template_dir(tmp_path, tokenizer_fixture("mistral-7b"), HELPERS_TEMPLATE)
     ours, ref = tinylm.Tokenizer.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     kwargs = dict(add_generation_prompt=generation_prompt, meta={"k": "ü<>", "n": [1, None]}, custom_var="cv")
     text = ours.apply_chat_template(HELPER_MESSAGES, tokenize=False, **kwargs)
@@ -156,7 +149,7 @@ def test_template_helpers(tmp_path, generation_prompt):
 
 
 def test_template_errors(tmp_path):
-    path = write_template_dir(tmp_path, fixture("mistral-7b"), HELPERS_TEMPLATE)
+    path = write_template_dir(tmp_path, tokenizer_fixture("mistral-7b"), HELPERS_TEMPLATE)
     ours, ref = tinylm.Tokenizer.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     bad = [{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}]
     for tok in (ours, ref):
@@ -169,7 +162,7 @@ def test_template_errors(tmp_path):
         ours.apply_chat_template(bad, tokenize=False, chat_template="{{ messages.__class__.__mro__ }}")
     with pytest.raises(ValueError, match="empty conversation"):
         ours.apply_chat_template([], tokenize=False)
-    bare = tinylm.Tokenizer.from_pretrained(fixture("mistral-7b"))
+    bare = tinylm.Tokenizer.from_pretrained(tokenizer_fixture("mistral-7b"))
     assert bare.chat_template is None
     with pytest.raises(ValueError, match="no chat template"):
         bare.apply_chat_template(bad)
@@ -178,7 +171,7 @@ def test_template_errors(tmp_path):
 def test_template_sources(tmp_path):
     """Named templates pick "default" or, with tools, "tool_use"; a
     chat_template.jinja file wins over tokenizer_config.json's template."""
-    mistral = fixture("mistral-7b")
+    mistral = tokenizer_fixture("mistral-7b")
     named = [{"name": "default", "template": "D{{ messages[0].content }}"},
              {"name": "tool_use", "template": "T{{ tools | length }}"}]
     path = write_template_dir(tmp_path / "named", mistral, named)

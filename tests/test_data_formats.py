@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from tinylm.data import load_dataset
+from fixture_paths import tokenizer_fixture
 
 IGNORE = -100
 
@@ -122,7 +123,7 @@ MULTI_TURN = [{"role": "system", "content": "Be brief."}, {"role": "user", "cont
 
 def test_chat_multi_turn_equals_assistant_mask(load_tokenizer, tmp_path):
     from transformers import PreTrainedTokenizerFast
-    src = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "tokenizers", "qwen3")
+    src = tokenizer_fixture("qwen3")
     tdir = tmp_path / "tok"
     tdir.mkdir()
     (tdir / "tokenizer.json").write_bytes(open(os.path.join(src, "tokenizer.json"), "rb").read())

@@ -23,23 +23,16 @@ from tokenizers import Tokenizer as HFTokenizer
 import tinylm
 from tinylm import FormatError, UnsupportedError
 from tokenizer_corpus import corpus, fuzz_texts
+from fixture_paths import tokenizer_fixture
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "tokenizers")
 MISTRAL_SPECIALS = ["<s>", "</s>", "<unk>"]
 QWEN_SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<|object_ref_start|>"]
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                   r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
-def fixture(name: str) -> str:
-    path = os.path.abspath(os.path.join(FIXTURES, name))
-    if not os.path.exists(os.path.join(path, "tokenizer.json")):
-        pytest.skip(f"fixture {path} is missing")
-    return path
-
-
 def load_json(name: str) -> dict:
-    with open(os.path.join(fixture(name), "tokenizer.json"), encoding="utf-8") as f:
+    with open(os.path.join(tokenizer_fixture(name), "tokenizer.json"), encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -51,8 +44,8 @@ def fixture_json():
 @pytest.fixture(scope="module")
 def fixtures_loaded():
     """Both fixture tokenizers, loaded once: (tinylm, tokenizers)."""
-    return {name: (tinylm.Tokenizer.from_pretrained(fixture(name)), HFTokenizer.from_file(
-        os.path.join(fixture(name), "tokenizer.json"))) for name in ("mistral-7b", "qwen3")}
+    return {name: (tinylm.Tokenizer.from_pretrained(tokenizer_fixture(name)), HFTokenizer.from_file(
+        os.path.join(tokenizer_fixture(name), "tokenizer.json"))) for name in ("mistral-7b", "qwen3")}
 
 
 def assert_same(ours: tinylm.Tokenizer, ref: HFTokenizer, texts: list[str]) -> None:
@@ -389,7 +382,7 @@ def test_config_flag_left_out_keeps_template(fixture_json, tmp_path):
     base = fixture_json["mistral-7b"]   # template "<s> $A"
     ours = tinylm.Tokenizer.from_pretrained(write_dir(tmp_path / "eos", base, {"bos_token": "<s>", "eos_token": "</s>",
                                                                              "add_eos_token": True}))
-    plain = tinylm.Tokenizer.from_pretrained(fixture("mistral-7b")).encode("Hi there", add_special_tokens=False)
+    plain = tinylm.Tokenizer.from_pretrained(tokenizer_fixture("mistral-7b")).encode("Hi there", add_special_tokens=False)
     assert ours.encode("Hi there") == [1] + plain + [2]
     no_bos = tinylm.Tokenizer.from_pretrained(write_dir(tmp_path / "nobos", base, {"bos_token": "<s>",
                                                                                  "add_bos_token": False}))

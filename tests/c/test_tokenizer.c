@@ -6,7 +6,7 @@
  * unsupported files must fail with the right status and a message naming
  * the file; a mutation loop over that file checks that damage of any kind
  * fails cleanly or loads into a tokenizer that still encodes and decodes.
- * The real fixtures (../shared/fixtures) are encoded too when present;
+ * The real fixtures (../shared/fixtures, or $TINYLM_FIXTURES) are encoded too when present;
  * their exact ids are the pytest suite's business (against `tokenizers`). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -248,9 +248,11 @@ static void test_mutations(void) {
 /* The real files, when the shared fixtures are there. */
 static void test_fixtures(void) {
     const char *names[] = {"mistral-7b", "qwen3"};
+    const char *root = getenv("TINYLM_FIXTURES"); /* as in tests/fixture_paths.py */
+    if (!root || !*root) root = "../../../shared/fixtures";
     for (int i = 0; i < 2; i++) {
         char dir[512], path[600];
-        snprintf(dir, sizeof dir, "../../../shared/fixtures/tokenizers/%s", names[i]);
+        snprintf(dir, sizeof dir, "%s/tokenizers/%s", root, names[i]);
         snprintf(path, sizeof path, "%s/tokenizer.json", dir);
         struct stat sb;
         if (stat(path, &sb) != 0) { printf("fixture %s missing, skipped\n", dir); continue; }

@@ -6,10 +6,14 @@ from tinylm.evaluate import evaluate
 from tinylm.model import Model
 from tinylm.optim import AdamW, clip_grad_norm
 from tinylm.recipe_support import DEMO_MODEL
+from tinylm.threads import default_num_threads
 from tinylm.tokenizer import Tokenizer
 from tinylm.trainer import TrainConfig, Trainer
 
 __version__ = "0.1.0"
+
+# One count for OpenMP and OpenBLAS, from the CPUs this process may use (tinylm/threads.py).
+set_num_threads(default_num_threads())
 
 __all__ = [
     "Model", "Tokenizer", "AdamW", "evaluate", "clip_grad_norm", "set_num_threads", "get_num_threads",

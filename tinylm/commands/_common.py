@@ -17,7 +17,7 @@ def add_model_arguments(parser) -> None:
                              "default: the embedded demo model")
     parser.add_argument("--adapter", metavar="DIR", help="PEFT LoRA adapter folder to apply")
     parser.add_argument("--quant", choices=("nf4", "int8"), help="quantize the base weights on load")
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: the CPUs this process may use)")
 
 
 def load_model(args):

@@ -14,7 +14,7 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help=f"fine-tune the embedded model on a task and show before/after "
                                     f"(passes at >= {BAR * 100:.0f}%%)", description=__doc__.split("\n\n")[0])
     p.add_argument("--output", metavar="DIR", default="out/demo", help="where everything goes (default: out/demo)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: the CPUs this process may use)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="settings of the fine-tune (the lora_finetune recipe's keys), e.g. train.max_steps=20")
     p.set_defaults(run=run)

@@ -38,7 +38,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per step")
     p.add_argument("--lora-r", type=int, metavar="R", help="LoRA rank")
     p.add_argument("--lora-alpha", type=float, metavar="A", help="LoRA alpha (scale alpha / r)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: the CPUs this process may use)")
     p.add_argument("--seed", type=int, metavar="N", help="seed of the adapter's initialisation and the data order")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="any other config key, e.g. "
                                                                      "train.warmup_ratio=0.1 lora.dropout=0.05")

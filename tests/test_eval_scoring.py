@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import tinylm
-from eval_fixtures import model_folder
+from eval_fixtures import ll_tolerance, model_folder
 from hf_models import load_reference
-from tolerance import EXP, SOFTMAX_OPS, approx, assert_clear_argmax, assert_close, decoder
+from tolerance import EXP, approx, assert_clear_argmax, assert_close, decoder
 from reference import lm_eval_choice
 from tinylm.evaluate.choice import encode_pair, score_choice
 from tinylm.evaluate.golden import parse_case
@@ -30,20 +30,6 @@ def setup(tmp_path_factory):
     path = tmp_path_factory.mktemp("m")
     _, hf_tok = model_folder(path, "qwen2_bias")
     return tinylm.Model.from_pretrained(path), tinylm.Tokenizer.from_pretrained(path), load_reference(path), hf_tok
-
-
-def ll_tolerance(model, tok, context, choices):
-    """(length, scale) of the choices' log-likelihoods: the forward over the
-    batch of pairs, a log-softmax over V and the sum over the continuation's
-    n tokens; each term a log-probability, a logit minus a log-sum-exp."""
-    pairs = [encode_pair(tok, context, " " + c) for c in choices]
-    T, n = max(len(c) + len(x) for c, x in pairs), max(len(x) for _, x in pairs)
-    ids = np.zeros((len(pairs), T), dtype=np.int64)
-    for i, (c, x) in enumerate(pairs):
-        ids[i, :len(c) + len(x)] = c + x
-    largest_logit = float(np.abs(model.forward(ids)).max())
-    length = decoder(model.config, len(pairs), T).forward + model.config["vocab_size"] + SOFTMAX_OPS + n
-    return length, lambda lls: float(np.max(np.abs(lls))) + 2 * n * largest_logit
 
 
 CHOICE_CASES = [

@@ -21,7 +21,7 @@ from transformers.generation import logits_process as lp
 import tinylm
 from tinylm import _core
 from tinylm.generate import process_logits
-from eval_fixtures import model_folder
+from eval_fixtures import model_folder, step_logits
 from hf_models import CONFIGS, load_reference
 from tolerance import (SOFTMAX_OPS, approx, assert_argmax_agree, assert_close, assert_greedy_agree, bound, decoder,
                        rtol)
@@ -47,17 +47,6 @@ def hf_generate(ref, tok, prompts, eos=None, **kwargs):
     for row in out[:, enc["input_ids"].shape[1]:].tolist():
         rows.append(row[:row.index(eos) + 1] if eos is not None and eos in row else row)
     return rows
-
-
-def step_logits(model, prompt_ids, new_ids, penalty=1.0):
-    """Our full forward's scores before each new token: row i is what step i
-    chose new_ids[i] from (with the repetition penalty, as generate applies it)."""
-    ids = list(prompt_ids) + list(new_ids)
-    logits = model.forward([ids])[0][len(prompt_ids) - 1:len(ids) - 1]
-    if penalty != 1.0:
-        seen = [np.array(ids[:len(prompt_ids) + i]) for i in range(len(new_ids))]
-        logits = process_logits(logits, seen, 0.0, 0, 1.0, penalty)
-    return logits
 
 
 def generation_length(model, batch, tokens, extra=0, lora_r=0):

@@ -151,9 +151,10 @@ def assert_close(actual, expected, *, length: int, scale=None, what: str = "") -
     assert np.array_equal(actual[~finite], expected[~finite]), f"{what}: infinities differ"
     if scale is None:
         scale = np.max(np.abs(expected[finite]), initial=0.0)
+    scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), expected.shape)
     allowed = bound(length, np.maximum(np.abs(expected), scale))
-    err = np.where(finite, np.abs(actual - expected), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.where(finite, np.abs(actual - expected), 0.0)
         ratios = np.where(allowed > 0, err / allowed, np.where(err > 0, np.inf, 0.0))
     worst = np.unravel_index(int(np.argmax(ratios)), ratios.shape)
     ratio = float(ratios[worst])

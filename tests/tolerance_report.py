@@ -13,6 +13,8 @@ def main(path, top=15):
     worst = defaultdict(lambda: (0.0, ""))
     for line in open(path, encoding="utf-8"):
         r = json.loads(line)
+        if "test_tolerance.py" in r["test"]:  # the helper's own tests go past the bound on purpose
+            continue
         if r["ratio"] >= worst[r["test"]][0]:
             worst[r["test"]] = (r["ratio"], r["what"])
     rows = sorted(worst.items(), key=lambda kv: -kv[1][0])

@@ -31,7 +31,7 @@ test-c: deps
 	$(MAKE) -C tests/c run
 
 test-py: $(VENV)/.installed
-	$(PY) -m pytest -q -rs tests
+	$(PY) -m pytest -q -rs --durations=15 tests
 
 test: test-c test-py
 

@@ -56,6 +56,22 @@ IMPLEMENTATIONS = {k: functools.lru_cache(maxsize=None)(v) for k, v in _implemen
 _reference = functools.lru_cache(maxsize=None)(HFTokenizer)
 
 
+@pytest.fixture(autouse=True)
+def _restore_thread_count():
+    """tinylm.set_num_threads is process-wide, and so are the commands and
+    recipes that take a thread count: whatever a test sets, the next test
+    starts with the count the session started with."""
+    try:
+        import tinylm
+    except ImportError:
+        yield
+        return
+    before = tinylm.get_num_threads()
+    yield
+    if tinylm.get_num_threads() != before:
+        tinylm.set_num_threads(before)
+
+
 @pytest.fixture(params=[(impl, name) for impl in IMPLEMENTATIONS for name in TOKENIZER_NAMES],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def tokenizer_case(request):

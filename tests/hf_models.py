@@ -82,11 +82,3 @@ def reference_outputs(model, ids, mask, labels):
     grads = {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
     return out.logits.detach().numpy(), out.loss.item(), grads
 
-
-def assert_close(actual, expected, rtol=1e-4, what=""):
-    """rtol relative to each element, with an absolute floor of rtol times the
-    tensor's largest magnitude (elements near zero carry no relative meaning)."""
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    floor = rtol * float(np.max(np.abs(expected))) if expected.size else 0.0
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=floor, err_msg=what)

@@ -11,9 +11,11 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import tinylm
-from eval_fixtures import model_folder
+from eval_fixtures import ll_tolerance, model_folder, step_logits
 from tinylm.evaluate.choice import score_choice
 from tinylm.evaluate.golden import parse_case
+from tinylm.generate import encode_prompt
+from tolerance import assert_clear_argmax, decoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_NEW = 8
@@ -45,6 +47,13 @@ def env(tmp_path_factory):
     model, tok = tinylm.Model.from_pretrained(model_dir), tinylm.Tokenizer.from_pretrained(model_dir)
     out = {c["id"]: c["output"] for c in tinylm.evaluate(model, tok, probe, max_new_tokens=MAX_NEW).data["cases"]}
     assert all(out.values()), "the outputs must be non-empty for the checks to mean anything"
+    # The command reruns these greedily in another process (another thread
+    # count, maybe): no step may sit on a near-tie, or it could pick the other token.
+    contexts = prompts + [chat]
+    length = decoder(model.config, len(contexts), max(len(encode_prompt(tok, c)) for c in contexts) + MAX_NEW).forward
+    for context, gen in zip(contexts, model.generate(tok, contexts, max_new_tokens=MAX_NEW, return_details=True)):
+        assert_clear_argmax(step_logits(model, encode_prompt(tok, context), gen.token_ids), length=length,
+                            what=repr(context))
     cases = [
         {"id": "exact", "prompt": prompts[0], "expected": out["p0"], "check": "exact", "critical": True,
          "tags": ["core"]},
@@ -56,7 +65,10 @@ def env(tmp_path_factory):
         {"id": "choice", "prompt": "Paris is the capital of", "check": "choice", "choices": ["France", "the dog"],
          "expected": 0},
     ]
-    cases[-1]["expected"] = score_choice(model, tok, parse_case(cases[-1], "golden.jsonl:6"))["pred"]
+    scored = score_choice(model, tok, parse_case(cases[-1], "golden.jsonl:6"))
+    length, scale = ll_tolerance(model, tok, cases[-1]["prompt"], cases[-1]["choices"])
+    assert_clear_argmax(scored["loglikelihoods"], length=length, scale=scale(scored["loglikelihoods"]), what="choice")
+    cases[-1]["expected"] = scored["pred"]
     golden = root / "golden.jsonl"
     write_jsonl(golden, cases)
     return {"root": root, "model": model_dir, "golden": golden, "cases": cases, "out": out}

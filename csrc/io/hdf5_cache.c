@@ -7,14 +7,17 @@
  *   /lines      int64 [n]    1-based source line of each example
  *   root attributes: fixed-length UTF-8 strings, tinylm_cache_version plus
  *   whatever the caller stores (key, options, counts).
- * A writer fills "<path>.tmp.<pid>" and renames it onto path only when
- * complete, so a cache file that exists was finished.
+ * A writer fills "<path>.tmp-<pid>-<n>" and renames it onto path only when
+ * complete, so a cache file that exists was finished. The name is unique to
+ * the writer, so processes building the same cache at once never share a
+ * temporary file: each renames a complete one, and the last rename wins.
  */
 #include "core/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -143,7 +146,8 @@ tlm_status tlm_cache_create(const char *path, tlm_cache **out) {
     size_t len = strlen(path) + 32;
     c->tmp_path = malloc(len);
     if (!c->tmp_path) { tlm_cache_close(c); return tlm_fail(TLM_ENOMEM, "token cache %s: out of memory", path); }
-    snprintf(c->tmp_path, len, "%s.tmp.%ld", path, (long)getpid());
+    static atomic_uint counter;   /* threads of one process differ here */
+    snprintf(c->tmp_path, len, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
 
     c->file = H5Fcreate(c->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (c->file < 0) {
@@ -210,6 +214,7 @@ tlm_status tlm_cache_append(tlm_cache *c, const int32_t *ids, const uint8_t *mas
     }
     c->n += n;
     c->n_tokens += total;
+    tlm_test_point("cache:partial");
     return TLM_OK;
 }
 
@@ -226,6 +231,7 @@ tlm_status tlm_cache_commit(tlm_cache *c) {
         return tlm_fail(TLM_EIO, "token cache %s: cannot sync: %s", c->tmp_path, strerror(err));
     }
     close(fd);
+    tlm_test_point("cache:rename");
     if (rename(c->tmp_path, c->path) != 0)
         return tlm_fail(TLM_EIO, "token cache %s: cannot rename %s onto it: %s", c->path, c->tmp_path,
                         strerror(errno));

@@ -39,6 +39,10 @@ typedef enum {
 /* The message left by the last failing call on this thread ("" if none). */
 const char *tlm_last_error(void);
 
+/* Crash tests only: stops the process with SIGSTOP at the named point of a
+ * write when TINYLM_TEST_STOP_AT asks for it (see core/testpoint.c). */
+void tlm_test_point(const char *name);
+
 /* Threads used by OpenMP loops and OpenBLAS (one shared pool). */
 void tlm_set_num_threads(int n);
 int tlm_get_num_threads(void);

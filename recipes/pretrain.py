@@ -8,8 +8,8 @@ that made tinylm's embedded demo model (tinylm/models/demo).
 2. a byte-level BPE tokenizer trained on the train split;
 3. a randomly initialised LlamaForCausalLM (model.*, seed) trained with the
    Trainer on packed rows (train.*), evaluated on the held-out chapters;
-4. the Hugging Face folder written to export.dir (weights in export.dtype),
-   and report.json in output_dir: validation perplexity of the exported
+4. the Hugging Face folder written to export.dir (weights in export.dtype;
+   the folder appears whole or not at all), and report.json in output_dir: validation perplexity of the exported
    weights (overall and per "source" of the corpus) and greedy sample
    generations.
 """
@@ -19,9 +19,11 @@ import subprocess
 import sys
 
 import tinylm
+from tinylm.atomic import atomic_write_text, write_folder
 from tinylm.data import load_dataset
 from tinylm.recipe_config import dump, run_recipe, train_defaults
-from tinylm.recipe_support import REPO, corpus_texts, export_folder, sample_generations, validation_perplexity
+from tinylm.recipe_support import (REPO, copy_tokenizer, corpus_texts, export_folder, sample_generations,
+                                   validation_perplexity)
 from tinylm.tokenizer_train import save_tokenizer, train_bpe
 
 DEFAULTS = {
@@ -57,18 +59,19 @@ def main(cfg: dict) -> dict:
         tinylm.set_num_threads(cfg["threads"])
     out = cfg["output_dir"]
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "config.yaml"), "w", encoding="utf-8") as f:
-        f.write(dump(cfg))
+    atomic_write_text(os.path.join(out, "config.yaml"), dump(cfg))
     corpus = cfg["corpus"]
     if not all(os.path.exists(p) for p in corpus.values()):
         script = os.path.join(REPO, "datasets", "corpus", "make_corpus.py")
         subprocess.run([sys.executable, script, "--out", os.path.dirname(corpus["train"])], check=True)
 
-    export_dir = cfg["export"]["dir"]
+    # The tokenizer waits in out/tokenizer; export.dir appears, whole, once
+    # the model is trained.
+    export_dir, tokenizer_dir = cfg["export"]["dir"], os.path.join(out, "tokenizer")
     vocab, merges = train_bpe(corpus_texts(corpus["train"]), cfg["tokenizer"]["vocab_size"],
                               min_frequency=cfg["tokenizer"]["min_frequency"])
-    save_tokenizer(export_dir, vocab, merges, model_max_length=cfg["model"]["max_position_embeddings"])
-    tok = tinylm.Tokenizer.from_pretrained(export_dir)
+    save_tokenizer(tokenizer_dir, vocab, merges, model_max_length=cfg["model"]["max_position_embeddings"])
+    tok = tinylm.Tokenizer.from_pretrained(tokenizer_dir)
 
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
               "attention_bias": False, "mlp_bias": False, "vocab_size": len(tok), "bos_token_id": tok.bos_token_id,
@@ -82,7 +85,11 @@ def main(cfg: dict) -> dict:
     train_cfg = dict(cfg["train"], output_dir=os.path.join(out, "train"), seed=cfg["seed"])
     result = tinylm.Trainer(model, tok, train, train_cfg, eval_data=val).fit()
 
-    export_folder(model, export_dir, dtype=cfg["export"]["dtype"])
+    def fill(folder):
+        copy_tokenizer(tokenizer_dir, folder)
+        export_folder(model, folder, dtype=cfg["export"]["dtype"])
+
+    write_folder(export_dir, fill)
     exported = tinylm.Model.from_pretrained(export_dir)
     batch = cfg["train"]["batch_size"]
 
@@ -100,8 +107,7 @@ def main(cfg: dict) -> dict:
         "validation_by_source": by_source,
         "samples": sample_generations(exported, tok, cfg["samples"]["prompts"], cfg["samples"]["max_new_tokens"]),
     }
-    with open(os.path.join(out, "report.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
+    atomic_write_text(os.path.join(out, "report.json"), json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return report
 
@@ -118,8 +124,7 @@ def split_by_source(path: str, out: str) -> dict[str, str]:
     paths = {}
     for name, lines in groups.items():
         paths[name] = os.path.join(out, f"validation-{name}.jsonl")
-        with open(paths[name], "w", encoding="utf-8") as f:
-            f.writelines(lines)
+        atomic_write_text(paths[name], "".join(lines))
     return paths
 
 

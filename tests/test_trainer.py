@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 
 import numpy as np
@@ -233,8 +234,11 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(data, tmp_path,
     monkeypatch.undo()
     assert sorted(os.listdir(out)) == ["checkpoint-2", "metrics.jsonl"], "no half checkpoint-4 under any name"
 
-    (out / "checkpoint-9.tmp").mkdir()  # what a killed process would leave
-    (out / "checkpoint-9.tmp" / "adapter_model.safetensors").write_bytes(b"\0" * 10)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid names no process now
+    leftover = out / f"checkpoint-9.tmp-{gone.pid}-0"  # what a killed process would leave
+    leftover.mkdir()
+    (leftover / "adapter_model.safetensors").write_bytes(b"\0" * 10)
     resumed = make_model("lora", scrambled=True)
     tinylm.Trainer(resumed, None, train, config(out, max_steps=4, save_steps=2, resume_from_checkpoint=True)).fit()
     assert checkpoint_names(out) == ["checkpoint-2", "checkpoint-4"]

@@ -260,7 +260,10 @@ class AdapterMixin:
     # ------------------------------------------------------------- PEFT files
     def save_adapter(self, path: str | os.PathLike, name: str | None = None) -> None:
         """Writes PEFT's adapter_config.json and adapter_model.safetensors
-        (keys base_model.model.<module>.lora_A.weight, A [r, in], B [out, r])."""
+        (keys base_model.model.<module>.lora_A.weight, A [r, in], B [out, r]).
+        Each file is written to a temporary name and renamed, the config last
+        (as PEFT does), so a crash leaves the previous files or the new ones;
+        other files in the folder are left alone."""
         name = name or self.active_adapter
         if name not in self._adapters:
             raise KeyError(f"no adapter named {name!r}; have {self.adapters}")
@@ -270,7 +273,7 @@ class AdapterMixin:
         tag = f".{name}."
         entries = [(PEFT_PREFIX + pname.replace(tag, "."), "F32", self.param(pname).shape,
                     np.ascontiguousarray(self.param(pname))) for pname in self._adapter_param_names(name)]
-        _core.write_safetensors(os.path.join(path, WEIGHTS_NAME), entries, {"format": "pt"})
+        checkpoint.write_safetensors(os.path.join(path, WEIGHTS_NAME), entries, {"format": "pt"})
         cfg = config.to_peft(targets)
         if cfg["base_model_name_or_path"] is None:
             cfg["base_model_name_or_path"] = self._config.get("_name_or_path") or None

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 
 import numpy as np
 
 from tinylm import _core
+from tinylm.atomic import atomic_write_text, remove_stale
 from tinylm.errors import FormatError
 
 SINGLE = "model.safetensors"
@@ -102,21 +102,12 @@ def _parse_size(size: int | str) -> int:
     return int(float(match.group(1)) * units[match.group(2).upper()])
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Writes text to a temporary file beside path, then renames it over path
-    (created with the process's default permissions, like the other files)."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".tmp-{os.path.basename(path)}-{os.getpid()}-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def write_safetensors(path: str, entries: list, metadata: dict) -> None:
+    """_core.write_safetensors (atomic: a temporary file renamed over path),
+    after removing the temporary files a killed writer of path left."""
+    directory, name = os.path.split(os.path.abspath(path))
+    remove_stale(directory, name)
+    _core.write_safetensors(path, entries, metadata)
 
 
 def save_weights(named: list[tuple[str, np.ndarray]], directory: str, dtype: str = "float32",
@@ -146,7 +137,7 @@ def save_weights(named: list[tuple[str, np.ndarray]], directory: str, dtype: str
     for file_name, shard in zip(names, shards):
         entries = [(name, st_dtype, tuple(array.shape), np.ascontiguousarray(array, dtype=np.float32))
                    for name, array in shard]
-        _core.write_safetensors(os.path.join(directory, file_name), entries, {"format": "pt"})
+        write_safetensors(os.path.join(directory, file_name), entries, {"format": "pt"})
     if len(shards) > 1:
         index = {
             "metadata": {"total_size": sum(a.size * itemsize for _, a in named)},

@@ -16,6 +16,7 @@ import os
 import time
 
 import tinylm
+from tinylm.atomic import atomic_write_text
 from tinylm.data import load_dataset
 from tinylm.export import export
 from tinylm.finetune import FINETUNE_DEFAULTS, finetune
@@ -86,11 +87,16 @@ def run_demo(output_dir: str = "out/demo", overrides: list[str] = ()) -> dict:
                "files": {"adapter": paths["adapter"], "merged": paths["merged"],
                          "loss_curve": os.path.join(cfg["output_dir"], "train", "loss_curve.png"),
                          "reports": [os.path.join(output_dir, f"eval_{w}.json") for w in ("before", "after")]}}
-    with open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
+    write_summary(os.path.join(output_dir, "summary.json"), summary)
     print("[5/5] before / after\n")
     print(format_table(summary))
     return summary
+
+
+def write_summary(path: str, summary: dict) -> None:
+    """summary.json, written to a temporary name and renamed: a demo killed
+    while writing it leaves the previous run's summary."""
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
 
 
 def format_table(summary: dict) -> str:

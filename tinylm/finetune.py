@@ -7,18 +7,19 @@ and `tinylm train` are this function with different settings.
 Outputs in output_dir: train/ (the Trainer's checkpoints, metrics.jsonl,
 loss_curve.png), then adapter/ (PEFT) for LoRA, or model/ (a Hugging Face
 folder with the tokenizer) for full fine-tuning, and config.yaml (the
-resolved config).
+resolved config). adapter/ and model/ appear whole or not at all (built
+under a temporary name and renamed).
 """
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import tinylm
+from tinylm.atomic import atomic_write_text, write_folder
 from tinylm.data import load_dataset
 from tinylm.recipe_config import dump, train_defaults
-from tinylm.recipe_support import DEMO_MODEL, TOKENIZER_FILES, export_folder, peak_rss_mb
+from tinylm.recipe_support import DEMO_MODEL, copy_tokenizer, export_folder, peak_rss_mb
 
 FINETUNE_DEFAULTS = {
     "output_dir": "out/finetune",
@@ -62,8 +63,7 @@ def finetune(cfg: dict) -> dict:
                          f"fully (set lora, or quant: null)")
     out = cfg["output_dir"]
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "config.yaml"), "w", encoding="utf-8") as f:
-        f.write(dump(cfg))
+    atomic_write_text(os.path.join(out, "config.yaml"), dump(cfg))
     model, tok, base = load_base(cfg)
     lora = cfg["lora"]
     if lora:
@@ -80,13 +80,15 @@ def finetune(cfg: dict) -> dict:
     runtime = time.perf_counter() - start
     if lora:
         target = os.path.join(out, "adapter")
-        model.save_adapter(target)
+        write_folder(target, model.save_adapter)
     else:
         target = os.path.join(out, "model")
-        export_folder(model, target)
-        for name in TOKENIZER_FILES:
-            if os.path.exists(os.path.join(base, name)):
-                shutil.copy(os.path.join(base, name), target)
+
+        def fill(folder):
+            export_folder(model, folder)
+            copy_tokenizer(base, folder)
+
+        write_folder(target, fill)
     last_eval = next((r["eval_loss"] for r in reversed(trainer.metrics.read()) if "eval_loss" in r), None)
     return {"output": target, "kind": "lora" if lora else "full", "base": base, "steps": result.global_step,
             "train_loss": result.training_loss, "eval_loss": last_eval, "train_runtime_s": runtime,

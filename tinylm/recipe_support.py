@@ -7,7 +7,7 @@ import os
 import resource
 import sys
 
-from tinylm.checkpoint import atomic_write_text
+from tinylm.atomic import atomic_copy, atomic_write_text
 from tinylm.trainer.evaluation import evaluate
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
@@ -37,6 +37,15 @@ def export_folder(model, path: str, dtype: str = "float32", merged: bool = False
     generation = {"bos_token_id": config.get("bos_token_id"), "eos_token_id": config.get("eos_token_id"),
                   "pad_token_id": config.get("pad_token_id"), "do_sample": False}
     atomic_write_text(os.path.join(path, "generation_config.json"), json.dumps(generation, indent=2) + "\n")
+
+
+def copy_tokenizer(base: str, folder: str) -> None:
+    """Copies the tokenizer files a base model folder has into folder (each
+    atomically)."""
+    for name in TOKENIZER_FILES:
+        source = os.path.join(base, name)
+        if os.path.exists(source):
+            atomic_copy(source, os.path.join(folder, name))
 
 
 def validation_perplexity(model, data, batch_size: int) -> dict:

@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import Iterable
 
-from tinylm.checkpoint import atomic_write_text
+from tinylm.atomic import atomic_write_text
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 

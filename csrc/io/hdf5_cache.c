@@ -7,14 +7,17 @@
  *   /lines      int64 [n]    1-based source line of each example
  *   root attributes: fixed-length UTF-8 strings, tinylm_cache_version plus
  *   whatever the caller stores (key, options, counts).
- * A writer fills "<path>.tmp.<pid>" and renames it onto path only when
- * complete, so a cache file that exists was finished.
+ * A writer fills "<path>.tmp-<pid>-<n>" and renames it onto path only when
+ * complete, so a cache file that exists was finished. The name is unique to
+ * the writer, so processes building the same cache at once never share a
+ * temporary file: each renames a complete one, and the last rename wins.
  */
 #include "core/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -65,10 +68,31 @@ static void close_handles(tlm_cache *c) {
     if (c->file >= 0) { H5Fclose(c->file); c->file = H5I_INVALID_HID; }
 }
 
+/* Closes an uncommitted writer, whose file is about to be deleted: its
+ * descriptor is pointed at /dev/null first, so nothing more need reach the
+ * disk. libhdf5 1.10 cannot close a file whose last flush fails (a full
+ * disk): H5Fclose fails, and any later close, the library's own at exit
+ * included, crashes the process. */
+static void abandon(tlm_cache *c) {
+    int *fd = NULL;
+    if (c->file >= 0 && H5Fget_vfd_handle(c->file, H5P_DEFAULT, (void **)&fd) >= 0 && fd) {
+        int sink = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (sink >= 0) {
+            dup2(sink, *fd);
+            close(sink);
+        }
+    }
+    close_handles(c);
+}
+
 void tlm_cache_close(tlm_cache *c) {
     if (!c) return;
-    close_handles(c);
-    if (c->tmp_path) unlink(c->tmp_path);   /* an uncommitted writer leaves nothing behind */
+    if (c->tmp_path) {   /* an uncommitted writer leaves nothing behind */
+        abandon(c);
+        unlink(c->tmp_path);
+    } else {
+        close_handles(c);
+    }
     for (int64_t i = 0; i < c->n_attrs; i++) { free(c->keys[i]); free(c->values[i]); }
     free(c->keys);
     free(c->values);
@@ -143,11 +167,12 @@ tlm_status tlm_cache_create(const char *path, tlm_cache **out) {
     size_t len = strlen(path) + 32;
     c->tmp_path = malloc(len);
     if (!c->tmp_path) { tlm_cache_close(c); return tlm_fail(TLM_ENOMEM, "token cache %s: out of memory", path); }
-    snprintf(c->tmp_path, len, "%s.tmp.%ld", path, (long)getpid());
+    static atomic_uint counter;   /* threads of one process differ here */
+    snprintf(c->tmp_path, len, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
 
     c->file = H5Fcreate(c->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (c->file < 0) {
-        tlm_status st = h5_fail(TLM_EIO, c->tmp_path, "cannot create");
+        tlm_status st = h5_fail(TLM_EIO, path, "cannot create its temporary file");
         free(c->tmp_path);   /* nothing was created, so nothing to unlink */
         c->tmp_path = NULL;
         tlm_cache_close(c);
@@ -162,7 +187,7 @@ tlm_status tlm_cache_create(const char *path, tlm_cache **out) {
              append_rows(c->offsets, H5T_NATIVE_INT64, &zero, 0, 1) == 0 &&
              write_string_attr(c->file, VERSION_KEY, CACHE_VERSION) == 0;
     if (!ok) {
-        tlm_status st = h5_fail(TLM_EIO, c->tmp_path, "cannot set up the datasets");
+        tlm_status st = h5_fail(TLM_EIO, path, "cannot set up the datasets");
         tlm_cache_close(c);
         return st;
     }
@@ -178,7 +203,7 @@ tlm_status tlm_cache_set_attr(tlm_cache *c, const char *key, const char *value) 
     /* a fixed-length string attribute cannot change size: replace it */
     htri_t exists = H5Aexists(c->file, key);
     if (exists < 0 || (exists > 0 && H5Adelete(c->file, key) < 0) || write_string_attr(c->file, key, value) < 0)
-        return h5_fail(TLM_EIO, c->tmp_path, "cannot write an attribute");
+        return h5_fail(TLM_EIO, c->path, "cannot write an attribute");
     return TLM_OK;
 }
 
@@ -198,25 +223,35 @@ tlm_status tlm_cache_append(tlm_cache *c, const int32_t *ids, const uint8_t *mas
         total += lengths[i];
         ends[i] = c->n_tokens + total;
     }
+    errno = 0;   /* what a failed write leaves here is the reason to report */
     int rc = append_rows(c->ids, H5T_NATIVE_INT32, ids, (hsize_t)c->n_tokens, (hsize_t)total);
     if (rc == 0) rc = append_rows(c->mask, H5T_NATIVE_UINT8, mask, (hsize_t)c->n_tokens, (hsize_t)total);
     if (rc == 0) rc = append_rows(c->offsets, H5T_NATIVE_INT64, ends, (hsize_t)c->n + 1, (hsize_t)n);
     if (rc == 0) rc = append_rows(c->lines, H5T_NATIVE_INT64, lines, (hsize_t)c->n, (hsize_t)n);
+    int err = errno;
     free(ends);
     if (rc != 0) {
         /* the datasets may now disagree in length: this writer is done */
-        close_handles(c);
-        return h5_fail(TLM_EIO, c->tmp_path, "cannot append examples");
+        tlm_status st = err ? tlm_fail(TLM_EIO, "token cache %s: cannot append examples: %s", c->path, strerror(err))
+                            : h5_fail(TLM_EIO, c->path, "cannot append examples");
+        abandon(c);
+        return st;
     }
     c->n += n;
     c->n_tokens += total;
+    tlm_test_point("cache:partial");
     return TLM_OK;
 }
 
 tlm_status tlm_cache_commit(tlm_cache *c) {
     quiet();
     if (!c->tmp_path || c->file < 0) return tlm_fail(TLM_EINVAL, "token cache %s: not open for writing", c->path);
-    if (H5Fflush(c->file, H5F_SCOPE_GLOBAL) < 0) return h5_fail(TLM_EIO, c->tmp_path, "cannot flush");
+    errno = 0;
+    if (H5Fflush(c->file, H5F_SCOPE_GLOBAL) < 0) {
+        int err = errno;
+        return err ? tlm_fail(TLM_EIO, "token cache %s: cannot flush: %s", c->path, strerror(err))
+                   : h5_fail(TLM_EIO, c->path, "cannot flush");
+    }
     close_handles(c);
     /* the data must be on disk before the name points at it */
     int fd = open(c->tmp_path, O_RDONLY);
@@ -226,6 +261,7 @@ tlm_status tlm_cache_commit(tlm_cache *c) {
         return tlm_fail(TLM_EIO, "token cache %s: cannot sync: %s", c->tmp_path, strerror(err));
     }
     close(fd);
+    tlm_test_point("cache:rename");
     if (rename(c->tmp_path, c->path) != 0)
         return tlm_fail(TLM_EIO, "token cache %s: cannot rename %s onto it: %s", c->path, c->tmp_path,
                         strerror(errno));

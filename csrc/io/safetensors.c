@@ -622,6 +622,7 @@ static int write_contents(int fd, const text_buf *header, const tlm_st_tensor *t
     unsigned char len[HEADER_LEN_BYTES];
     for (int i = 0; i < HEADER_LEN_BYTES; i++) len[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
     if (write_all(fd, len, sizeof len) || write_all(fd, header->s, header->len)) return -1;
+    tlm_test_point("safetensors:partial");   /* header on disk, data not */
     for (int64_t i = 0; i < n; i++)
         if (write_all(fd, tensors[i].data, tensors[i].nbytes)) return -1;
     return fsync(fd);
@@ -665,6 +666,7 @@ static tlm_status write_atomically(const char *path, const text_buf *header, con
         st = tlm_fail(TLM_EIO, "%s: cannot write %s: %s", path, tmp, errno_text(errno, err, sizeof err));
     if (close(fd) != 0 && st == TLM_OK)
         st = tlm_fail(TLM_EIO, "%s: cannot write %s: %s", path, tmp, errno_text(errno, err, sizeof err));
+    if (st == TLM_OK) tlm_test_point("safetensors:rename");
     if (st == TLM_OK && rename(tmp, path) != 0)
         st = tlm_fail(TLM_EIO, "%s: cannot rename %s over it: %s", path, tmp, errno_text(errno, err, sizeof err));
     if (st == TLM_OK)

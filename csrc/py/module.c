@@ -15,9 +15,18 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *noargs) {
     return PyLong_FromLong(tlm_get_num_threads());
 }
 
+static PyObject *py_test_point(PyObject *self, PyObject *arg) {
+    (void)self;
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name) return NULL;
+    tlm_test_point(name);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"set_num_threads", py_set_num_threads, METH_O, "Threads for OpenMP loops and OpenBLAS."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "Threads in use."},
+    {"test_point", py_test_point, METH_O, "test_point(name): the crash tests' stop point (core/testpoint.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,6 +5,10 @@ with the same three opens the file instead of tokenizing again; options that
 only change how examples are laid out in rows (seq_len, packing,
 truncation, train_on_prompt) are applied after the cache, so changing them
 costs no tokenization either.
+
+The C writer fills a temporary file and renames it into place, so a cache
+file that exists is complete; processes building the same cache at once
+each rename a complete file of their own (docs/reliability-crash.md).
 """
 import hashlib
 import json
@@ -14,6 +18,7 @@ import warnings
 import numpy as np
 
 from tinylm import _core
+from tinylm.atomic import remove_stale
 from tinylm.data import formats
 from tinylm.data.reader import Skips, bad_line, is_text_file, read_records
 from tinylm.errors import FormatError
@@ -130,6 +135,7 @@ def load(path, tokenizer, fmt, on_error, cache_dir, fingerprint):
         except FormatError as exc:
             reason = str(exc)
         warnings.warn(f"rebuilding token cache {cache_path}: {reason}", stacklevel=3)
+    remove_stale(cache_dir, os.path.basename(cache_path))  # what a killed build left
     _build(path, tokenizer, fmt, on_error, cache_path, key, options)
     return CachedFile(path, _core.cache_open(cache_path), cache_path, False)
 

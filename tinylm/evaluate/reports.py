@@ -6,7 +6,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-from tinylm.checkpoint import atomic_write_text
+from tinylm.atomic import atomic_write_text
 
 MAX_LISTED = 50  # failing cases listed in the Markdown summary
 

@@ -6,8 +6,9 @@ full model's config.json + model.safetensors), optimizer.safetensors (AdamW's
 exp_avg / exp_avg_sq per trainable parameter, under its Hugging Face name)
 trainer_state.json (progress, schedule, config) and rng_state.json (the
 LoRA dropout counter, numpy's and Python's generators). Every folder is filled under a temporary name and
-renamed into place, so a crash leaves either the complete folder or none,
-and the folders of earlier steps are never touched by a later write.
+renamed into place (tinylm.atomic.write_folder), so a crash leaves either
+the complete folder or none, and the folders of earlier steps are never
+touched by a later write.
 """
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ import shutil
 import numpy as np
 
 from tinylm import _core, checkpoint
+from tinylm.atomic import remove_stale
 from tinylm.adapters import PEFT_PREFIX, WEIGHTS_NAME
 from tinylm.errors import FormatError, NumericError
 
 OPTIMIZER_NAME = "optimizer.safetensors"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-_LEFTOVER = re.compile(r"^(checkpoint-\d+|best)\.tmp$")
 
 
 # ------------------------------------------------------------------ folders
@@ -37,50 +38,10 @@ def checkpoints(output_dir: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def write_folder(final: str, fill) -> None:
-    """Calls fill(folder) on a temporary folder beside `final`, then renames
-    it to `final` (replacing an existing one). On any error, including a
-    KeyboardInterrupt, the temporary folder is removed and `final` is left
-    as it was."""
-    tmp = final + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)  # left by a crash during an earlier write
-    os.makedirs(tmp)
-    try:
-        fill(tmp)
-        _fsync_dir(tmp)
-        _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _replace_dir(src: str, dst: str) -> None:
-    # rename() cannot replace a non-empty folder, so an existing one is moved
-    # aside first; a crash between the two renames leaves it as dst + ".old",
-    # which nothing deletes until the next replacement of dst.
-    old = dst + ".old"
-    if os.path.exists(dst):
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(dst, old)
-    os.rename(src, dst)
-    _fsync_dir(os.path.dirname(os.path.abspath(dst)))
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def prune(output_dir: str, keep: int | None) -> None:
     """Deletes all but the newest `keep` checkpoints, and the temporary
-    folders a killed process left behind (one Trainer writes a folder)."""
-    for name in os.listdir(output_dir):
-        if _LEFTOVER.match(name):
-            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+    folders and files killed processes left behind."""
+    remove_stale(output_dir)
     if keep is not None:
         for _, path in checkpoints(output_dir)[:-keep]:
             shutil.rmtree(path)
@@ -131,7 +92,7 @@ def save_optimizer(optimizer, folder: str) -> None:
     entries = [(name + suffix, "F32", array.shape, array)
                for suffix, key in ((".exp_avg", "exp_avg"), (".exp_avg_sq", "exp_avg_sq"))
                for name, array in state[key].items()]
-    _core.write_safetensors(os.path.join(folder, OPTIMIZER_NAME), entries,
+    checkpoint.write_safetensors(os.path.join(folder, OPTIMIZER_NAME), entries,
                             {"format": "tinylm-adamw", "step_count": str(state["step"])})
 
 

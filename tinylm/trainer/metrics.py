@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from tinylm.checkpoint import atomic_write_text
+from tinylm.atomic import atomic_open, atomic_write_text
 
 METRICS_NAME = "metrics.jsonl"
 CURVE_NAME = "loss_curve.png"
@@ -13,7 +13,8 @@ CURVE_NAME = "loss_curve.png"
 
 class MetricsLog:
     """Appends records to output_dir/metrics.jsonl, flushed line by line so
-    a crash loses at most the line being written."""
+    a crash loses at most the line being written (an append log is the one
+    file not written by rename: read() skips a torn last line)."""
 
     def __init__(self, output_dir: str):
         self.path = os.path.join(output_dir, METRICS_NAME)
@@ -69,11 +70,6 @@ def plot_loss_curve(records: list[dict], path: str) -> bool:
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend()
-    tmp = path + ".tmp.png"
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
     return True

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from tinylm.checkpoint import atomic_write_text
+from tinylm.atomic import atomic_write_text, write_folder
 from tinylm.errors import NumericError, UnsupportedError
 from tinylm.optim import AdamW, clip_grad_norm
 from tinylm.trainer import checkpointing as ckpt
@@ -229,7 +229,7 @@ class Trainer:
         best = self.state.best_metric
         if best is None or result["eval_loss"] < best:
             ckpt.check_finite(self.model, self.state.global_step)
-            ckpt.write_folder(os.path.join(self.config.output_dir, BEST_NAME),
+            write_folder(os.path.join(self.config.output_dir, BEST_NAME),
                               lambda folder: ckpt.save_weights(self.model, folder))
             self.state.best_metric, self.state.best_global_step = result["eval_loss"], self.state.global_step
         return {"eval_loss": result["eval_loss"], "eval_ppl": result["eval_ppl"]}
@@ -239,7 +239,7 @@ class Trainer:
         step = self.state.global_step
         folder = os.path.join(self.config.output_dir, f"checkpoint-{step}")
         ckpt.check_finite(self.model, self.state.global_step)
-        ckpt.write_folder(folder, self._fill_checkpoint)
+        write_folder(folder, self._fill_checkpoint)
         self._last_saved = step
         ckpt.prune(self.config.output_dir, self.config.save_total_limit)
         return folder

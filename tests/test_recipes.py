@@ -166,3 +166,12 @@ def test_shipped_datasets_found_from_any_folder(tmp_path, monkeypatch):
     (tmp_path / "datasets" / "smart_home").mkdir(parents=True)
     (tmp_path / "datasets" / "smart_home" / "train.jsonl").write_text("{}\n")
     assert shipped_path("datasets/smart_home/train.jsonl") == "datasets/smart_home/train.jsonl"
+
+
+def test_train_without_validation(tmp_path, small_task, capsys):
+    """`tinylm train ... data.validation=null` trains and says there was no
+    validation (it used to fail formatting the missing eval loss)."""
+    assert cli.main(["train", "--data", small_task["train"], "--output", str(tmp_path / "t"), "--max-steps", "1",
+                     "--batch-size", "4", "data.validation=null", "train.disable_tqdm=true"]) == 0
+    assert "no validation" in capsys.readouterr().out
+    assert (tmp_path / "t" / "adapter" / "adapter_model.safetensors").exists()

@@ -180,6 +180,12 @@ def test_every_extension_resolves_inside_the_wheel(installed):
         if shutil.which("readelf"):
             dyn = box.run("readelf", "-d", ext).stdout
             assert "/usr/" not in dyn, f"{ext}: an RPATH/RUNPATH into the system:\n{dyn}"
+            # Built for a baseline, not the building CPU: gcc records -march=native
+            # as the CPU's own name (e.g. -march=icelake-server) in the debug info.
+            info = box.run("readelf", "--debug-dump=info", ext).stdout
+            marches = set(re.findall(r"DW_AT_producer.*?-march=(\S+)", info))
+            assert marches and marches <= {"x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"}, \
+                f"{os.path.basename(ext)} compiled with -march={marches}"
 
 
 def test_demo_and_finetune_run_from_the_wheel(installed):

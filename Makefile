@@ -81,8 +81,10 @@ wheel: deps sdist
 	rm -rf $(DIST)/raw
 	$(VENV)/bin/auditwheel show $(DIST)/tinylm-*.whl
 
-test-wheel: wheel $(VENV)/.installed
-	TINYLM_WHEEL=$$(ls $(DIST)/tinylm-*.whl) $(PY) -m pytest -q -rs tests/test_wheel.py
+# Needs only pytest (the test installs the wheel in a venv of its own).
+test-wheel: wheel
+	$(PY) -m pip install -q "pytest>=7"
+	TINYLM_WHEEL=$$(ls $(DIST)/tinylm-*.whl) $(PY) -m pytest -q -rs --durations=5 tests/test_wheel.py
 
 clean:
 	rm -rf build tinylm/*.so $(VENV) tests/c/build $(DIST)

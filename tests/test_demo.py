@@ -44,3 +44,20 @@ def test_demo_clears_its_bar(tmp_path, capsys):
     assert summary["before"]["score"] <= 0.05, summary["before"]
     assert summary["after"]["score"] >= tinylm.demo.BAR, summary["after"]
     assert code == 0 and "PASS: fine-tuned golden score" in capsys.readouterr().out
+
+
+def test_demo_quick(tmp_path, monkeypatch, capsys):
+    """`tinylm demo --quick`: the same five steps on a slice of the task, a
+    few steps, no bar (exit status 0), and it says so."""
+    monkeypatch.setattr(tinylm.demo, "QUICK_STEPS", 2)
+    out = tmp_path / "demo"
+    code = cli.main(["demo", "--quick", "--output", str(out), "train.disable_tqdm=true"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "QUICK RUN (pipeline check, 2 steps)" in text and "bar applies only to the full run" in text
+    assert "PASS" not in text and "FAIL" not in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["quick"] and summary["passed"] is None and summary["bar"] is None
+    assert summary["fine_tune"]["steps"] == 2
+    assert summary["before"]["cases"] == summary["after"]["cases"] == tinylm.demo.QUICK_CASES
+    assert os.listdir(summary["files"]["merged"])

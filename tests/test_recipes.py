@@ -155,3 +155,27 @@ def test_help_is_complete():
             assert action.help, f"tinylm {command}: {action.dest} has no help"
     text = parsers[("tinylm", "run")].format_help()
     assert all(name in text for name in recipe_names())
+
+
+def test_shipped_datasets_found_from_any_folder(tmp_path, monkeypatch):
+    """The configs' relative "datasets/..." paths name the shipped data
+    (package data in an installed wheel), so `tinylm train` with the defaults
+    works outside a checkout; an existing file or another path is kept."""
+    from tinylm.recipe_support import DATASETS, shipped_path
+    monkeypatch.chdir(tmp_path)
+    found = shipped_path("datasets/smart_home/train.jsonl")
+    assert found == os.path.join(DATASETS, "smart_home", "train.jsonl") and os.path.isfile(found)
+    assert shipped_path("datasets/nope.jsonl") == "datasets/nope.jsonl"
+    assert shipped_path("mine.jsonl") == "mine.jsonl" and shipped_path(0.1) == 0.1 and shipped_path(None) is None
+    (tmp_path / "datasets" / "smart_home").mkdir(parents=True)
+    (tmp_path / "datasets" / "smart_home" / "train.jsonl").write_text("{}\n")
+    assert shipped_path("datasets/smart_home/train.jsonl") == "datasets/smart_home/train.jsonl"
+
+
+def test_train_without_validation(tmp_path, small_task, capsys):
+    """`tinylm train ... data.validation=null` trains and says there was no
+    validation (it used to fail formatting the missing eval loss)."""
+    assert cli.main(["train", "--data", small_task["train"], "--output", str(tmp_path / "t"), "--max-steps", "1",
+                     "--batch-size", "4", "data.validation=null", "train.disable_tqdm=true"]) == 0
+    assert "no validation" in capsys.readouterr().out
+    assert (tmp_path / "t" / "adapter" / "adapter_model.safetensors").exists()

@@ -19,7 +19,7 @@ import tinylm
 from tinylm.atomic import atomic_write_text, write_folder
 from tinylm.data import load_dataset
 from tinylm.recipe_config import dump, train_defaults
-from tinylm.recipe_support import DEMO_MODEL, copy_tokenizer, export_folder, peak_rss_mb
+from tinylm.recipe_support import DEMO_MODEL, copy_tokenizer, export_folder, peak_rss_mb, shipped_path
 
 FINETUNE_DEFAULTS = {
     "output_dir": "out/finetune",
@@ -70,9 +70,9 @@ def finetune(cfg: dict) -> dict:
         model.add_lora(r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"],
                        target_modules=lora["target_modules"], use_rslora=lora["use_rslora"], seed=cfg["seed"])
     data = cfg["data"]
-    train, val = load_dataset(data["train"], tok, format=data["format"], seq_len=data["seq_len"],
+    train, val = load_dataset(shipped_path(data["train"]), tok, format=data["format"], seq_len=data["seq_len"],
                               packing=data["packing"], train_on_prompt=data["train_on_prompt"],
-                              validation=data["validation"], seed=cfg["seed"])
+                              validation=shipped_path(data["validation"]), seed=cfg["seed"])
     trainer = tinylm.Trainer(model, tok, train, dict(cfg["train"], output_dir=os.path.join(out, "train"),
                                                      seed=cfg["seed"]), eval_data=val)
     start = time.perf_counter()

@@ -16,8 +16,26 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(_PACKAGE)
 # The embedded demo model, shipped inside the package (docs/demo-model.md).
 DEMO_MODEL = os.path.join(_PACKAGE, "models", "demo")
+# The shipped datasets (smart_home, support_triage): installed as
+# tinylm/datasets (pyproject maps it from datasets/), the checkout's
+# datasets/ folder in a checkout or an editable install.
+DATASETS = next((d for d in (os.path.join(_PACKAGE, "datasets"), os.path.join(REPO, "datasets"))
+                 if os.path.isdir(os.path.join(d, "smart_home"))), os.path.join(REPO, "datasets"))
 # The tokenizer's files in a model folder (copied from a base to a new model folder).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+
+
+def shipped_path(path):
+    """path itself when it names an existing file (or is not a relative
+    path); else a relative "datasets/..." path, as the recipe configs spell
+    the shipped data, is looked up in DATASETS, so the defaults work from
+    any folder with an installed package. Anything else is returned as is."""
+    if not isinstance(path, (str, os.PathLike)) or os.path.isabs(path) or os.path.exists(path):
+        return path
+    parts = os.path.normpath(path).split(os.sep)
+    if parts[0] == "datasets" and len(parts) > 1 and os.path.exists(os.path.join(DATASETS, *parts[1:])):
+        return os.path.join(DATASETS, *parts[1:])
+    return path
 
 
 def corpus_texts(path: str):

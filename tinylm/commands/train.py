@@ -53,7 +53,8 @@ def run(args) -> int:
         overrides.append("lora=null")
     result = finetune(load_config(config, overrides + args.overrides, FINETUNE_DEFAULTS))
     what = "adapter" if result["kind"] == "lora" else "model"
+    evaluated = "no validation" if result["eval_loss"] is None else f"eval loss {result['eval_loss']:.4f}"
     print(f"tinylm train: {result['steps']} steps in {result['train_runtime_s']:.0f} s "
-          f"({result['tokens_per_s']:.0f} tokens/s), train loss {result['train_loss']:.4f}, eval loss "
-          f"{result['eval_loss']:.4f}; {what} in {result['output']}")
+          f"({result['tokens_per_s']:.0f} tokens/s), train loss {result['train_loss']:.4f}, {evaluated}; "
+          f"{what} in {result['output']}")
     return 0

@@ -245,7 +245,9 @@ tlm_status tlm_tok_decode(const tlm_tok *t, const int32_t *ids, int64_t n, int s
     tok_buf res = {0};
     for (size_t i = 0; st == TLM_OK && i < toks->spans.n; i++) {
         if (!t->has_decoder && i > 0 && tok_buf_put(&res, " ", 1) < 0) st = NOMEM;
-        else if (tok_buf_put(&res, toks->text.p + toks->spans.p[i].off, toks->spans.p[i].len) < 0) st = NOMEM;
+        /* a decoder step may leave empty spans over a still-NULL text, where even p + 0 is undefined */
+        else if (toks->spans.p[i].len && tok_buf_put(&res, toks->text.p + toks->spans.p[i].off, toks->spans.p[i].len) < 0)
+            st = NOMEM;
     }
     if (st == TLM_OK && tok_buf_reserve(&res, 0) < 0) st = NOMEM;
     tok_ws_release(t->pool, ws);

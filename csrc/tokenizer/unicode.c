@@ -71,7 +71,8 @@ int tok_utf8_lossy(const char *s, size_t n, tok_buf *out) {
         i += m;
         run = i;
     }
-    return tok_buf_put(out, s + run, n - run);
+    /* an empty text may come as NULL, where even s + 0 is undefined */
+    return run < n ? tok_buf_put(out, s + run, n - run) : 0;
 }
 
 /* One-character classes, matched anchored at a single code point. */

@@ -8,12 +8,14 @@
  *   root attributes: fixed-length UTF-8 strings, tinylm_cache_version plus
  *   whatever the caller stores (key, options, counts).
  * A writer fills "<path>.tmp.<pid>" and renames it onto path only when
- * complete, so a cache file that exists was finished.
+ * complete, so a cache file that exists was finished. The first SEAL_BYTES
+ * are HDF5's user block, holding the seal (cache_seal.c) the reader checks
+ * before libhdf5 parses anything.
  */
 #include "core/internal.h"
+#include "io/cache_seal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <string.h>
@@ -145,7 +147,10 @@ tlm_status tlm_cache_create(const char *path, tlm_cache **out) {
     if (!c->tmp_path) { tlm_cache_close(c); return tlm_fail(TLM_ENOMEM, "token cache %s: out of memory", path); }
     snprintf(c->tmp_path, len, "%s.tmp.%ld", path, (long)getpid());
 
-    c->file = H5Fcreate(c->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl >= 0 && H5Pset_userblock(fcpl, SEAL_BYTES) >= 0)
+        c->file = H5Fcreate(c->tmp_path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    if (fcpl >= 0) H5Pclose(fcpl);
     if (c->file < 0) {
         tlm_status st = h5_fail(TLM_EIO, c->tmp_path, "cannot create");
         free(c->tmp_path);   /* nothing was created, so nothing to unlink */
@@ -218,14 +223,7 @@ tlm_status tlm_cache_commit(tlm_cache *c) {
     if (!c->tmp_path || c->file < 0) return tlm_fail(TLM_EINVAL, "token cache %s: not open for writing", c->path);
     if (H5Fflush(c->file, H5F_SCOPE_GLOBAL) < 0) return h5_fail(TLM_EIO, c->tmp_path, "cannot flush");
     close_handles(c);
-    /* the data must be on disk before the name points at it */
-    int fd = open(c->tmp_path, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
-        int err = errno;
-        if (fd >= 0) close(fd);
-        return tlm_fail(TLM_EIO, "token cache %s: cannot sync: %s", c->tmp_path, strerror(err));
-    }
-    close(fd);
+    TLM_TRY(tlm_cache_seal(c->tmp_path));
     if (rename(c->tmp_path, c->path) != 0)
         return tlm_fail(TLM_EIO, "token cache %s: cannot rename %s onto it: %s", c->path, c->tmp_path,
                         strerror(errno));
@@ -345,9 +343,13 @@ tlm_status tlm_cache_open(const char *path, tlm_cache **out) {
         tlm_cache_close(c);
         return tlm_fail(TLM_EIO, "token cache %s: %s", path, strerror(err));
     }
-    /* a file that exists but is no HDF5 file is a format error: the caller rebuilds it */
-    c->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    tlm_status st = c->file < 0 ? h5_fail(TLM_EFORMAT, path, "not a readable HDF5 file") : validate(c);
+    /* a file that exists but is no sealed cache or HDF5 file is a format
+     * error: the caller rebuilds it */
+    tlm_status st = tlm_cache_check_seal(path);
+    if (st == TLM_OK) {
+        c->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        st = c->file < 0 ? h5_fail(TLM_EFORMAT, path, "not a readable HDF5 file") : validate(c);
+    }
     if (st != TLM_OK) {
         tlm_cache_close(c);
         return st;

@@ -86,8 +86,12 @@ static int put_str(tok_strs *o, const char *s, size_t n) {
     return tok_buf_put(&o->text, s, n) < 0 || tok_spans_push(&o->spans, off, n, 0) < 0 ? -1 : 0;
 }
 
-/* Ends the string begun at text offset `off` (written straight into o->text). */
-static int close_str(tok_strs *o, size_t off) { return tok_spans_push(&o->spans, off, o->text.n - off, 0); }
+/* Ends the string begun at text offset `off` (written straight into o->text).
+ * The reserve gives the text a buffer even when every string is empty, so
+ * no step computes text.p + off on a NULL pointer (undefined even for 0). */
+static int close_str(tok_strs *o, size_t off) {
+    return tok_buf_reserve(&o->text, 0) < 0 || tok_spans_push(&o->spans, off, o->text.n - off, 0) < 0 ? -1 : 0;
+}
 
 /* All tokens' bytes, each token mapped back through the byte-level alphabet
  * when every character of it belongs to the alphabet, then lossily decoded. */
@@ -245,9 +249,7 @@ tlm_status tlm_tok_decode(const tlm_tok *t, const int32_t *ids, int64_t n, int s
     tok_buf res = {0};
     for (size_t i = 0; st == TLM_OK && i < toks->spans.n; i++) {
         if (!t->has_decoder && i > 0 && tok_buf_put(&res, " ", 1) < 0) st = NOMEM;
-        /* a decoder step may leave empty spans over a still-NULL text, where even p + 0 is undefined */
-        else if (toks->spans.p[i].len && tok_buf_put(&res, toks->text.p + toks->spans.p[i].off, toks->spans.p[i].len) < 0)
-            st = NOMEM;
+        else if (tok_buf_put(&res, toks->text.p + toks->spans.p[i].off, toks->spans.p[i].len) < 0) st = NOMEM;
     }
     if (st == TLM_OK && tok_buf_reserve(&res, 0) < 0) st = NOMEM;
     tok_ws_release(t->pool, ws);

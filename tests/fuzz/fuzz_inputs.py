@@ -30,7 +30,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 DEMO = os.path.join(ROOT, "tinylm", "models", "demo")
 ALLOWED = (tinylm.FormatError, tinylm.UnsupportedError)
-SCRATCH = tempfile.mkdtemp(prefix="tlm-pyfuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+# libFuzzer ends the process with exit(), past any cleanup of ours: the
+# Makefile points TMPDIR at a folder it removes afterwards.
+SCRATCH = tempfile.mkdtemp(prefix="tlm-pyfuzz-")
 # The part of an input after this line is a second file (messages for the
 # chat template target).
 SEPARATOR = b"\n\x01--\x01\n"
@@ -197,10 +199,7 @@ def main() -> None:
         seed_corpus(target, seeds)
         args.append(seeds)
     atheris.Setup([sys.argv[0]] + args, TARGETS[target])
-    try:
-        atheris.Fuzz()
-    finally:
-        shutil.rmtree(SCRATCH, ignore_errors=True)
+    atheris.Fuzz()
 
 
 if __name__ == "__main__":

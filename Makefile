@@ -38,8 +38,8 @@ test: test-c test-fuzz test-py
 
 # Fuzzing (docs/reliability.md): the libFuzzer harnesses of the C parsers
 # (tests/c/fuzz) and the atheris harnesses of the Python readers
-# (tests/fuzz), FUZZ_SECONDS each, after replaying every committed crash
-# input. `make test` runs a short pass.
+# (tests/fuzz), FUZZ_SECONDS each; each first replays its committed crash
+# inputs (regressions/ folders, given as corpus). `make test` runs a short pass.
 FUZZ_SECONDS ?= 60
 PY_FUZZ_TARGETS := config jsonl golden chat_template tokenizer
 
@@ -51,15 +51,11 @@ fuzz-c: deps
 fuzz-py: $(VENV)/.installed
 	@scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
 	for t in $(PY_FUZZ_TARGETS); do \
-		if [ -n "$$(ls tests/fuzz/regressions/$$t 2>/dev/null)" ]; then \
-			echo "== python $$t: replaying tests/fuzz/regressions/$$t"; \
-			TMPDIR=$$scratch $(PY) tests/fuzz/fuzz_inputs.py $$t tests/fuzz/regressions/$$t/* > $$scratch/log 2>&1 \
-				|| { tail -40 $$scratch/log; exit 1; }; \
-		fi; \
 		echo "== python $$t ($(FUZZ_SECONDS) s)"; \
 		mkdir -p tests/fuzz/corpus/$$t; \
 		TMPDIR=$$scratch $(PY) tests/fuzz/fuzz_inputs.py $$t -max_total_time=$(FUZZ_SECONDS) -timeout=20 \
-			-print_final_stats=1 -artifact_prefix=tests/fuzz/crash-$$t- tests/fuzz/corpus/$$t > $$scratch/log 2>&1; \
+			-print_final_stats=1 -artifact_prefix=tests/fuzz/crash-$$t- tests/fuzz/corpus/$$t \
+			$$(ls -d tests/fuzz/regressions/$$t 2>/dev/null) > $$scratch/log 2>&1; \
 		rc=$$?; grep -E "stat::number_of_executed_units" $$scratch/log; \
 		if [ $$rc -ne 0 ]; then tail -40 $$scratch/log; exit $$rc; fi; \
 	done

@@ -4,10 +4,11 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DEB_PKGS := python3-dev python3-venv libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev libhdf5-dev hdf5-tools pkg-config gcc make
+DEB_PKGS := python3-dev python3-venv libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev libhdf5-dev hdf5-tools pkg-config gcc make \
+            clang-16 libclang-rt-16-dev libomp-16-dev
 CSRC   := $(shell find csrc -name '*.c' -o -name '*.h')
 
-.PHONY: deps venv build test test-c test-py bench clean
+.PHONY: deps venv build test test-c test-py test-fuzz fuzz fuzz-c fuzz-py bench clean
 
 # Installs the Debian packages only when one is missing (needs root, as on CI).
 deps:
@@ -33,7 +34,34 @@ test-c: deps
 test-py: $(VENV)/.installed
 	$(PY) -m pytest -q -rs --durations=15 tests
 
-test: test-c test-py
+test: test-c test-fuzz test-py
+
+# Fuzzing (docs/reliability.md): the libFuzzer harnesses of the C parsers
+# (tests/c/fuzz) and the atheris harnesses of the Python readers
+# (tests/fuzz), FUZZ_SECONDS each; each first replays its committed crash
+# inputs (regressions/ folders, given as corpus). `make test` runs a short pass.
+FUZZ_SECONDS ?= 60
+PY_FUZZ_TARGETS := config jsonl golden chat_template tokenizer
+
+fuzz: fuzz-c fuzz-py
+
+fuzz-c: deps
+	$(MAKE) -C tests/c/fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+fuzz-py: $(VENV)/.installed
+	@scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	for t in $(PY_FUZZ_TARGETS); do \
+		echo "== python $$t ($(FUZZ_SECONDS) s)"; \
+		mkdir -p tests/fuzz/corpus/$$t; \
+		TMPDIR=$$scratch $(PY) tests/fuzz/fuzz_inputs.py $$t -max_total_time=$(FUZZ_SECONDS) -timeout=20 \
+			-print_final_stats=1 -artifact_prefix=tests/fuzz/crash-$$t- tests/fuzz/corpus/$$t \
+			$$(ls -d tests/fuzz/regressions/$$t 2>/dev/null) > $$scratch/log 2>&1; \
+		rc=$$?; grep -E "stat::number_of_executed_units" $$scratch/log; \
+		if [ $$rc -ne 0 ]; then tail -40 $$scratch/log; exit $$rc; fi; \
+	done
+
+test-fuzz:
+	$(MAKE) fuzz FUZZ_SECONDS=1
 
 # Speed and memory against PyTorch / Hugging Face, printed as ratios (slow: minutes each).
 bench: $(VENV)/.installed
@@ -87,4 +115,4 @@ test-wheel: wheel
 	TINYLM_WHEEL=$$(ls $(DIST)/tinylm-*.whl) $(PY) -m pytest -q -rs --durations=5 tests/test_wheel.py
 
 clean:
-	rm -rf build tinylm/*.so $(VENV) tests/c/build $(DIST)
+	rm -rf build tinylm/*.so $(VENV) tests/c/build tests/c/fuzz/build tests/c/fuzz/corpus tests/fuzz/corpus $(DIST)

@@ -142,7 +142,12 @@ typedef struct {
     int decay;             /* AdamW applies weight decay to it */
 } tlm_param;
 
-/* Validates cfg and allocates the parameter block (zeroed). */
+/* Checks cfg without allocating: every field in range (messages name the
+ * Hugging Face field), and the sizes derived from it within bounds, so no
+ * size computed from a config can overflow. param_bytes, unless NULL, gets
+ * the bytes of the model's f32 parameters (an upper bound when quantized). */
+tlm_status tlm_config_check(const tlm_config *cfg, uint64_t *param_bytes);
+/* tlm_config_check, then allocates the parameter block (zeroed). */
 tlm_status tlm_model_create(const tlm_config *cfg, tlm_model **out);
 void tlm_model_free(tlm_model *m);
 const tlm_config *tlm_model_config(const tlm_model *m);

@@ -66,14 +66,21 @@ def test_append_checks_sizes(tmp_path):
 def test_open_rejects_corrupt_files(tmp_path):
     junk = tmp_path / "junk.h5"
     junk.write_text("not hdf5 at all\n")
-    with pytest.raises(FormatError, match=r"junk.h5: not a readable HDF5 file \(libhdf5: .+\)"):
+    with pytest.raises(FormatError, match=r"junk.h5: no tinylm seal in its first 512 bytes"):
         _core.cache_open(str(junk))
     good = tmp_path / "good.h5"
     write_cache(good, EXAMPLES)
     cut = tmp_path / "cut.h5"
     cut.write_bytes(good.read_bytes()[:1500])   # a crash mid-copy, say
-    with pytest.raises(FormatError, match="cut.h5"):
+    with pytest.raises(FormatError, match=r"cut.h5: the seal says \d+ bytes but the file has 1500"):
         _core.cache_open(str(cut))
+    # one flipped bit anywhere after the seal: libhdf5 never sees the file
+    data = bytearray(good.read_bytes())
+    for at in (512, len(data) // 2, len(data) - 1):
+        flipped = tmp_path / f"flipped-{at}.h5"
+        flipped.write_bytes(bytes(data[:at]) + bytes([data[at] ^ 0x10]) + bytes(data[at + 1:]))
+        with pytest.raises(FormatError, match=f"flipped-{at}.h5: checksum [0-9a-f]{{16}} does not match"):
+            _core.cache_open(str(flipped))
     with pytest.raises(OSError, match="missing.h5"):
         _core.cache_open(str(tmp_path / "missing.h5"))
 

@@ -65,10 +65,10 @@ def test_bad_chat_records(mistral, tmp_path, messages, message):
 
 
 def test_empty_dataset(mistral, tmp_path):
-    with pytest.raises(ValueError, match=r"empty.jsonl: no examples in the file$"):
+    with pytest.raises(FormatError, match=r"empty.jsonl: no examples in the file$"):
         load(write(tmp_path, "empty.jsonl", "\n  \n"), mistral, tmp_path)
     path = write(tmp_path, "allbad.jsonl", "{oops\n{oops\n")
-    with pytest.raises(ValueError, match=r"allbad.jsonl: no examples in the file; 2 lines skipped, the first: "
+    with pytest.raises(FormatError, match=r"allbad.jsonl: no examples in the file; 2 lines skipped, the first: "
                                          r".*allbad.jsonl:1: malformed JSON"):
         load(path, mistral, tmp_path, on_error="skip")
 

@@ -26,31 +26,62 @@ import jinja2.utils
 import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from tinylm.errors import FormatError
+
 # Names a message's reasoning is given under; templates read the first.
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 
-def load_chat_template(path: str) -> str | dict[str, str] | None:
-    """The folder's chat template(s): a string, {name: template}, or None."""
+def load_chat_template(path: str) -> tuple[str | dict[str, str] | None, str | None]:
+    """The folder's chat template(s) (a string, {name: template}, or None)
+    and the file they came from. A file that is not UTF-8 JSON, or a
+    chat_template that is neither a string nor a list of {"name", "template"}
+    strings, is a FormatError naming the file and the field."""
     templates: dict[str, str] = {}
+    source = None
     config_file = os.path.join(path, "tokenizer_config.json")
     if os.path.exists(config_file):
-        with open(config_file, encoding="utf-8") as f:
-            config = json.load(f)
-        found = config.get("chat_template")
+        config = _read_json(config_file)
+        found = config.get("chat_template") if isinstance(config, dict) else None
         if isinstance(found, str):
             templates["default"] = found
         elif isinstance(found, list):
-            templates.update({t["name"]: t["template"] for t in found})
+            for k, t in enumerate(found):
+                if not (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("template"), str)):
+                    raise FormatError(f"{config_file}: chat_template[{k}] must be "
+                                      f"{{\"name\": string, \"template\": string}}")
+                templates[t["name"]] = t["template"]
+        elif found is not None:
+            raise FormatError(f"{config_file}: chat_template must be a string or a list of named templates, "
+                              f"got {type(found).__name__}")
+        source = config_file
     jinja_file = os.path.join(path, "chat_template.jinja")
     if os.path.exists(jinja_file):
-        with open(jinja_file, encoding="utf-8") as f:
-            templates["default"] = f.read()
+        templates["default"] = _read_text(jinja_file)
+        source = jinja_file
     if not templates:
-        return None
+        return None, None
     if list(templates) == ["default"]:
-        return templates["default"]
-    return templates
+        return templates["default"], source
+    return templates, source
+
+
+def _read_text(path: str) -> str:
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+
+
+def _read_json(path: str):
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise FormatError(f"{path}: not valid JSON: nested too deeply") from None
 
 
 def _select(template: str | dict[str, str] | None, chosen: str | None, tools) -> str:
@@ -185,16 +216,45 @@ def _messages(messages) -> list[dict]:
     return out
 
 
+class ChatTemplateError(FormatError, jinja2.exceptions.TemplateError):
+    """A chat template that does not compile or fails while rendering
+    (raise_exception, the sandbox, an error in its own code). A FormatError
+    naming the template's file, and a jinja2 TemplateError, which is what
+    transformers raises, so code written for either catches it."""
+
+
+# What a template's own code can raise while rendering (besides jinja2's
+# errors): the template is at fault, not the caller.
+_TEMPLATE_FAULTS = (jinja2.exceptions.TemplateError, TypeError, ValueError, AttributeError, LookupError,
+                    ArithmeticError, RecursionError)
+
+
 def render_chat_template(template, messages, *, chat_template: str | None = None, add_generation_prompt: bool = False,
-                         tools=None, documents=None, special_tokens: Mapping[str, str] | None = None, **kwargs) -> str:
-    """The text of one conversation (a list of {"role", "content", ...})."""
+                         tools=None, documents=None, special_tokens: Mapping[str, str] | None = None,
+                         source: str = "chat template", **kwargs) -> str:
+    """The text of one conversation (a list of {"role", "content", ...}).
+    source names where the template came from in errors: a template that
+    does not compile or fails while rendering (raise_exception included) is
+    a ChatTemplateError naming it."""
     if not messages:
         raise ValueError("cannot apply a chat template to an empty conversation")
     if tools is not None and not all(isinstance(t, dict) for t in tools):
         raise TypeError("tools must be JSON schemas (dicts)")
     if documents is not None and not all(isinstance(d, dict) for d in documents):
         raise TypeError("documents must be dicts with 'title' and 'text' keys")
-    source = _select(template, chat_template, tools)
+    text = _select(template, chat_template, tools)
+    if chat_template is not None and text == chat_template:
+        source = "the chat_template argument"
     variables = {**dict(special_tokens or {}), **kwargs}
-    return _compile(source).render(messages=_messages(messages), tools=_plain(tools), documents=_plain(documents),
-                                   add_generation_prompt=add_generation_prompt, **_plain(variables))
+    plain_messages = _messages(messages)
+    try:
+        compiled = _compile(text)
+    except jinja2.exceptions.TemplateSyntaxError as exc:
+        raise ChatTemplateError(f"{source}: chat_template line {exc.lineno}: {exc.message}") from None
+    try:
+        return compiled.render(messages=plain_messages, tools=_plain(tools), documents=_plain(documents),
+                               add_generation_prompt=add_generation_prompt, **_plain(variables))
+    except FormatError:
+        raise
+    except _TEMPLATE_FAULTS as exc:
+        raise ChatTemplateError(f"{source}: chat_template failed while rendering: {type(exc).__name__}: {exc}") from None

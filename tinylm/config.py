@@ -45,7 +45,8 @@ def architecture_of(config: dict, source: str) -> str:
             raise FormatError(f"{source}: \"architectures\" must be a list with one class name, got {archs!r}")
         name = archs[0]
     else:
-        name = _BY_MODEL_TYPE.get(config.get("model_type"), f"model_type={config.get('model_type')!r}")
+        model_type = config.get("model_type")
+        name = _BY_MODEL_TYPE.get(model_type if isinstance(model_type, str) else None, f"model_type={model_type!r}")
     if name not in ARCHITECTURES:
         raise UnsupportedError(
             f"{source}: architecture {name} is not supported; tinylm supports {', '.join(sorted(ARCHITECTURES))}"
@@ -53,13 +54,24 @@ def architecture_of(config: dict, source: str) -> str:
     return name
 
 
+# The core holds dimensions as int64; its own bounds (tlm_config_check in
+# csrc/model/params.c, far lower) are checked there before it allocates.
+_INT64_MAX = 2**63 - 1
+
+
 def _int(config: dict, key: str, source: str, default=None) -> int:
     value = config.get(key, default)
     if value is None:
         raise FormatError(f"{source}: missing required field \"{key}\"")
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise FormatError(f"{source}: \"{key}\" must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _INT64_MAX:
+        raise FormatError(f"{source}: \"{key}\" must be a positive integer, got {_short(value)}")
     return value
+
+
+def _short(value) -> str:
+    """repr of a config value, cut short: a hostile file's values can be huge."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _float(config: dict, key: str, source: str, default: float) -> float:
@@ -67,8 +79,11 @@ def _float(config: dict, key: str, source: str, default: float) -> float:
     if value is None:
         value = default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FormatError(f"{source}: \"{key}\" must be a number, got {value!r}")
-    return float(value)
+        raise FormatError(f"{source}: \"{key}\" must be a number, got {_short(value)}")
+    try:
+        return float(value)
+    except OverflowError:   # an int past float's range
+        raise FormatError(f"{source}: \"{key}\" is out of range, got {_short(value)}") from None
 
 
 def _rope(config: dict, source: str) -> dict:
@@ -77,13 +92,15 @@ def _rope(config: dict, source: str) -> dict:
     params = config.get("rope_parameters")
     if isinstance(params, dict):
         scaling = params
-        theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
+        theta = _float(params, "rope_theta", f"{source} rope_parameters", _float(config, "rope_theta", source, 10000.0))
     else:
         scaling = config.get("rope_scaling") or {}
-        theta = config.get("rope_theta", 10000.0)
+        theta = _float(config, "rope_theta", source, 10000.0)
     if not isinstance(scaling, dict):
-        raise FormatError(f"{source}: rope_scaling must be an object or null, got {scaling!r}")
+        raise FormatError(f"{source}: rope_scaling must be an object or null, got {_short(scaling)}")
     rope_type = scaling.get("rope_type", scaling.get("type", "default")) or "default"
+    if not isinstance(rope_type, str):
+        raise FormatError(f"{source}: rope_scaling \"rope_type\" must be a string, got {_short(rope_type)}")
     if rope_type not in ROPE_TYPES:
         raise UnsupportedError(
             f"{source}: rope type \"{rope_type}\" is not supported; tinylm supports {', '.join(ROPE_TYPES)}"
@@ -111,7 +128,7 @@ def core_kwargs(config: dict, source: str = "config.json", quant: str | None = N
     act = config.get("hidden_act", "silu")
     if act != "silu":
         raise UnsupportedError(f"{source}: hidden_act \"{act}\" is not supported for {arch_name} (only silu)")
-    if float(config.get("attention_dropout", 0.0) or 0.0) != 0.0:
+    if _float(config, "attention_dropout", source, 0.0) != 0.0:
         raise UnsupportedError(f"{source}: attention_dropout={config['attention_dropout']} is not supported (only 0)")
     if config.get("quantization_config"):
         raise UnsupportedError(f"{source}: pre-quantized checkpoints (quantization_config) are not supported")

@@ -17,6 +17,7 @@ import numpy as np
 from tinylm import _core, checkpoint
 from tinylm.adapters import AdapterMixin
 from tinylm.config import config_path, core_kwargs, read_config
+from tinylm.errors import FormatError
 from tinylm.generate import GenerationMixin
 
 
@@ -47,7 +48,15 @@ class Model(AdapterMixin, GenerationMixin):
     def __init__(self, config: dict, *, source: str = "config", quant: str | None = None):
         self._config = copy.deepcopy(config)
         self.quant = quant
-        self._core = _core.Model(**core_kwargs(config, source, quant))
+        kwargs = core_kwargs(config, source, quant)
+        try:
+            self._core = _core.Model(**kwargs)
+        except ValueError as exc:
+            # The core's own check of the dimensions (ranges, the parameter
+            # count), made before it allocates: a fault of the config.
+            if type(exc) is not ValueError:
+                raise
+            raise FormatError(f"{source}: {exc}") from None
         self._refresh_table()
         self._init_adapters()
         self.last_num_tokens = 0  # labels counted by the last loss()

@@ -27,7 +27,7 @@ class Tokenizer:
         self._core = core
         self.path = path
         self._special = core.special_tokens
-        self.chat_template = load_chat_template(path)
+        self.chat_template, self._chat_template_file = load_chat_template(path)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "Tokenizer":
@@ -120,7 +120,8 @@ class Tokenizer:
         their own) when tokenize, else the text."""
         text = render_chat_template(self.chat_template, messages, chat_template=chat_template,
                                     add_generation_prompt=add_generation_prompt, tools=tools,
-                                    documents=documents, special_tokens=self._special, **kwargs)
+                                    documents=documents, special_tokens=self._special,
+                                    source=self._chat_template_file or "chat template", **kwargs)
         return self.encode(text, add_special_tokens=False) if tokenize else text
 
     def __repr__(self) -> str:

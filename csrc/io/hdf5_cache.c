@@ -11,8 +11,11 @@
  * complete, so a cache file that exists was finished. The name is unique to
  * the writer, so processes building the same cache at once never share a
  * temporary file: each renames a complete one, and the last rename wins.
+ * The first SEAL_BYTES are HDF5's user block, holding the seal (cache_seal.c)
+ * the reader checks before libhdf5 parses anything.
  */
 #include "core/internal.h"
+#include "io/cache_seal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -170,7 +173,10 @@ tlm_status tlm_cache_create(const char *path, tlm_cache **out) {
     static atomic_uint counter;   /* threads of one process differ here */
     snprintf(c->tmp_path, len, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
 
-    c->file = H5Fcreate(c->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl >= 0 && H5Pset_userblock(fcpl, SEAL_BYTES) >= 0)
+        c->file = H5Fcreate(c->tmp_path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    if (fcpl >= 0) H5Pclose(fcpl);
     if (c->file < 0) {
         tlm_status st = h5_fail(TLM_EIO, path, "cannot create its temporary file");
         free(c->tmp_path);   /* nothing was created, so nothing to unlink */
@@ -253,14 +259,8 @@ tlm_status tlm_cache_commit(tlm_cache *c) {
                    : h5_fail(TLM_EIO, c->path, "cannot flush");
     }
     close_handles(c);
-    /* the data must be on disk before the name points at it */
-    int fd = open(c->tmp_path, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
-        int err = errno;
-        if (fd >= 0) close(fd);
-        return tlm_fail(TLM_EIO, "token cache %s: cannot sync: %s", c->tmp_path, strerror(err));
-    }
-    close(fd);
+    /* the seal is written and the whole file synced before the name points at it */
+    TLM_TRY(tlm_cache_seal(c->tmp_path));
     tlm_test_point("cache:rename");
     if (rename(c->tmp_path, c->path) != 0)
         return tlm_fail(TLM_EIO, "token cache %s: cannot rename %s onto it: %s", c->path, c->tmp_path,
@@ -381,9 +381,13 @@ tlm_status tlm_cache_open(const char *path, tlm_cache **out) {
         tlm_cache_close(c);
         return tlm_fail(TLM_EIO, "token cache %s: %s", path, strerror(err));
     }
-    /* a file that exists but is no HDF5 file is a format error: the caller rebuilds it */
-    c->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    tlm_status st = c->file < 0 ? h5_fail(TLM_EFORMAT, path, "not a readable HDF5 file") : validate(c);
+    /* a file that exists but is no sealed cache or HDF5 file is a format
+     * error: the caller rebuilds it */
+    tlm_status st = tlm_cache_check_seal(path);
+    if (st == TLM_OK) {
+        c->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        st = c->file < 0 ? h5_fail(TLM_EFORMAT, path, "not a readable HDF5 file") : validate(c);
+    }
     if (st != TLM_OK) {
         tlm_cache_close(c);
         return st;

@@ -4,35 +4,77 @@
 #include "model/model.h"
 #include "ops/ops.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-static tlm_status validate_config(const tlm_config *c) {
+/* Bounds on config.json's dimensions, far above any model tinylm targets
+ * (0.05B to 3B parameters) but low enough that every size derived from them
+ * fits in 64 bits, so a hostile or corrupt config is refused here, before
+ * anything is allocated, instead of overflowing or exhausting memory. */
+#define MAX_VOCAB (INT64_C(1) << 24)        /* the largest vocabularies in use are ~256K */
+#define MAX_WIDTH (INT64_C(1) << 20)        /* hidden_size, intermediate_size */
+#define MAX_COUNT (INT64_C(1) << 12)        /* layers, heads, head_dim */
+#define MAX_POSITION (INT64_C(1) << 31)     /* rope original_max_position_embeddings */
+#define MAX_PARAMS (INT64_C(1) << 36)       /* 69B parameters, 275 GB of f32 */
+
+/* Elements of the parameter block, each tensor rounded up to 16 floats as
+ * allocate_base lays them out. The bounds above keep every term below 2^60. */
+static int64_t param_numel(const tlm_config *c) {
+    int64_t D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+    int64_t QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
+#define R16(x) (((x) + 15) & ~INT64_C(15))
+    int64_t layer = R16(D) + R16(QD * D) + 2 * R16(KD * D) + R16(D * QD) + R16(D) + 2 * R16(F * D) + R16(D * F);
+    if (c->qkv_bias) layer += R16(QD) + 2 * R16(KD);
+    if (c->o_bias) layer += R16(D);
+    if (c->mlp_bias) layer += 2 * R16(F) + R16(D);
+    int64_t total = R16(V * D) * (c->tie_word_embeddings ? 1 : 2) + R16(D) + c->n_layers * layer;
+#undef R16
+    return total;
+}
+
+tlm_status tlm_config_check(const tlm_config *c, uint64_t *param_bytes) {
 #define REQUIRE(cond, ...) do { if (!(cond)) return tlm_fail(TLM_EINVAL, __VA_ARGS__); } while (0)
+#define IN_RANGE(field, name, max)                                                                          \
+    REQUIRE(c->field > 0 && c->field <= (max), "\"%s\" must be in [1, %lld], got %lld", name, (long long)(max), \
+            (long long)c->field)
     REQUIRE(c->arch == TLM_ARCH_LLAMA || c->arch == TLM_ARCH_QWEN2, "unknown architecture id %d", (int)c->arch);
-    REQUIRE(c->vocab_size > 0, "vocab_size must be > 0, got %lld", (long long)c->vocab_size);
-    REQUIRE(c->hidden_size > 0, "hidden_size must be > 0, got %lld", (long long)c->hidden_size);
-    REQUIRE(c->intermediate_size > 0, "intermediate_size must be > 0, got %lld", (long long)c->intermediate_size);
-    REQUIRE(c->n_layers > 0, "num_hidden_layers must be > 0, got %lld", (long long)c->n_layers);
-    REQUIRE(c->n_heads > 0, "num_attention_heads must be > 0, got %lld", (long long)c->n_heads);
-    REQUIRE(c->n_kv_heads > 0 && c->n_heads % c->n_kv_heads == 0,
-            "num_key_value_heads (%lld) must divide num_attention_heads (%lld)", (long long)c->n_kv_heads,
-            (long long)c->n_heads);
-    REQUIRE(c->head_dim > 0 && c->head_dim % 2 == 0, "head_dim must be even and > 0, got %lld",
-            (long long)c->head_dim);
-    REQUIRE(c->rms_norm_eps > 0.0f, "rms_norm_eps must be > 0");
-    REQUIRE(c->rope_theta > 0.0f, "rope_theta must be > 0");
+    IN_RANGE(vocab_size, "vocab_size", MAX_VOCAB);
+    IN_RANGE(hidden_size, "hidden_size", MAX_WIDTH);
+    IN_RANGE(intermediate_size, "intermediate_size", MAX_WIDTH);
+    IN_RANGE(n_layers, "num_hidden_layers", MAX_COUNT);
+    IN_RANGE(n_heads, "num_attention_heads", MAX_COUNT);
+    IN_RANGE(n_kv_heads, "num_key_value_heads", MAX_COUNT);
+    IN_RANGE(head_dim, "head_dim", MAX_COUNT);
+    REQUIRE(c->n_heads % c->n_kv_heads == 0, "\"num_key_value_heads\" (%lld) must divide \"num_attention_heads\" (%lld)",
+            (long long)c->n_kv_heads, (long long)c->n_heads);
+    REQUIRE(c->head_dim % 2 == 0, "\"head_dim\" must be even, got %lld", (long long)c->head_dim);
+    /* !(x > 0) also refuses NaN; isfinite refuses what would make RoPE or
+     * RMSNorm inf or NaN everywhere */
+    REQUIRE(c->rms_norm_eps > 0.0f && isfinite(c->rms_norm_eps), "\"rms_norm_eps\" must be finite and > 0, got %g",
+            (double)c->rms_norm_eps);
+    REQUIRE(c->rope_theta > 0.0f && isfinite(c->rope_theta), "\"rope_theta\" must be finite and > 0, got %g",
+            (double)c->rope_theta);
     REQUIRE(c->weights == TLM_WEIGHTS_F32 || c->weights == TLM_WEIGHTS_NF4 || c->weights == TLM_WEIGHTS_INT8,
             "unknown weight storage id %d", (int)c->weights);
     REQUIRE(c->rope_type == TLM_ROPE_DEFAULT || c->rope_type == TLM_ROPE_LINEAR || c->rope_type == TLM_ROPE_LLAMA3,
             "unknown rope type id %d", (int)c->rope_type);
-    if (c->rope_type != TLM_ROPE_DEFAULT) REQUIRE(c->rope_factor > 0.0f, "rope_scaling factor must be > 0");
+    if (c->rope_type != TLM_ROPE_DEFAULT)
+        REQUIRE(c->rope_factor > 0.0f && isfinite(c->rope_factor), "rope_scaling \"factor\" must be finite and > 0");
     if (c->rope_type == TLM_ROPE_LLAMA3)
         REQUIRE(c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_low_freq_factor > 0.0f &&
-                    c->rope_original_max_position > 0,
-                "llama3 rope_scaling needs high_freq_factor > low_freq_factor > 0 and "
-                "original_max_position_embeddings > 0");
+                    isfinite(c->rope_high_freq_factor) && c->rope_original_max_position > 0 &&
+                    c->rope_original_max_position <= MAX_POSITION,
+                "llama3 rope_scaling needs finite high_freq_factor > low_freq_factor > 0 and "
+                "original_max_position_embeddings in [1, %lld]", (long long)MAX_POSITION);
+    int64_t numel = param_numel(c);
+    REQUIRE(numel <= MAX_PARAMS, "these dimensions make %lld parameters, more than the %lld tinylm allows "
+            "(vocab_size %lld, hidden_size %lld, intermediate_size %lld, num_hidden_layers %lld)",
+            (long long)numel, (long long)MAX_PARAMS, (long long)c->vocab_size, (long long)c->hidden_size,
+            (long long)c->intermediate_size, (long long)c->n_layers);
+#undef IN_RANGE
 #undef REQUIRE
+    if (param_bytes) *param_bytes = (uint64_t)numel * sizeof(float);
     return TLM_OK;
 }
 
@@ -124,7 +166,7 @@ static int build_table(tlm_model *m) {
 
 tlm_status tlm_model_create(const tlm_config *cfg, tlm_model **out) {
     *out = NULL;
-    TLM_TRY(validate_config(cfg));
+    TLM_TRY(tlm_config_check(cfg, NULL));
     tlm_model *m = calloc(1, sizeof *m);
     if (!m) return tlm_fail(TLM_ENOMEM, "out of memory creating the model");
     m->cfg = *cfg;
@@ -135,7 +177,8 @@ tlm_status tlm_model_create(const tlm_config *cfg, tlm_model **out) {
     if (!m->layer_params || !m->inv_freq || build_table(m) < 0) goto oom;
     if (allocate_base(m) < 0) {
         tlm_model_free(m);
-        return tlm_fail(TLM_ENOMEM, "out of memory for the model's parameters");
+        return tlm_fail(TLM_ENOMEM, "out of memory for the model's parameters (%.1f GB)",
+                        (double)param_numel(cfg) * sizeof(float) / 1e9);
     }
     tlm_rope_inv_freq(m->inv_freq, cfg->head_dim, cfg->rope_theta, cfg->rope_type, cfg->rope_factor,
                       cfg->rope_low_freq_factor, cfg->rope_high_freq_factor, cfg->rope_original_max_position);

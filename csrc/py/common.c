@@ -14,7 +14,14 @@ PyObject *tlm_py_raise(tlm_status st) {
     case TLM_ENUMERIC: type = TlmNumericError; break;
     default: type = PyExc_ValueError; break;
     }
-    PyErr_SetString(type, msg[0] ? msg : "tinylm core error");
+    /* Messages quote file content, which may not be UTF-8: undecodable
+     * bytes become \xNN escapes instead of a UnicodeDecodeError. */
+    if (!msg[0]) msg = "tinylm core error";
+    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
+    if (text) {
+        PyErr_SetObject(type, text);
+        Py_DECREF(text);
+    }
     return NULL;
 }
 

@@ -86,8 +86,12 @@ static int put_str(tok_strs *o, const char *s, size_t n) {
     return tok_buf_put(&o->text, s, n) < 0 || tok_spans_push(&o->spans, off, n, 0) < 0 ? -1 : 0;
 }
 
-/* Ends the string begun at text offset `off` (written straight into o->text). */
-static int close_str(tok_strs *o, size_t off) { return tok_spans_push(&o->spans, off, o->text.n - off, 0); }
+/* Ends the string begun at text offset `off` (written straight into o->text).
+ * The reserve gives the text a buffer even when every string is empty, so
+ * no step computes text.p + off on a NULL pointer (undefined even for 0). */
+static int close_str(tok_strs *o, size_t off) {
+    return tok_buf_reserve(&o->text, 0) < 0 || tok_spans_push(&o->spans, off, o->text.n - off, 0) < 0 ? -1 : 0;
+}
 
 /* All tokens' bytes, each token mapped back through the byte-level alphabet
  * when every character of it belongs to the alphabet, then lossily decoded. */

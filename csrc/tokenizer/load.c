@@ -35,6 +35,13 @@ static tlm_status parse_json(const char *path, cJSON **out, int *missing) {
     char *data;
     size_t len;
     TLM_TRY(read_file(path, &data, &len, missing));
+    /* JSON text is UTF-8 (RFC 8259; tokenizers refuses anything else), and
+     * every string in it reaches Python, which decodes strictly. */
+    size_t valid = tok_utf8_valid_prefix(data, len);
+    if (valid != len) {
+        free(data);
+        return tlm_fail(TLM_EFORMAT, "%s: not valid UTF-8 (byte %zu)", path, valid);
+    }
     const char *end = NULL;
     *out = cJSON_ParseWithLengthOpts(data, len, &end, 0);
     long at = end ? (long)(end - data) : 0;

@@ -64,6 +64,8 @@ static inline size_t tok_utf8_len(unsigned char c) {
 }
 /* 1 if s[0..n) is valid UTF-8. */
 int tok_utf8_valid(const char *s, size_t n);
+/* Bytes of the longest valid UTF-8 prefix of s[0..n) (n when all of it is). */
+size_t tok_utf8_valid_prefix(const char *s, size_t n);
 /* Appends s[0..n) to out with each maximal invalid subsequence replaced by
  * U+FFFD, as Rust's String::from_utf8_lossy (and Python's "replace") do. */
 int tok_utf8_lossy(const char *s, size_t n, tok_buf *out);

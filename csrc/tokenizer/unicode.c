@@ -51,15 +51,14 @@ static size_t valid_seq(const unsigned char *s, size_t i, size_t n, size_t *maxi
     return k == need ? need : 0;
 }
 
-int tok_utf8_valid(const char *s, size_t n) {
+size_t tok_utf8_valid_prefix(const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t m, l = valid_seq(u, i, n, &m);
-        if (!l) return 0;
-        i += l;
-    }
-    return 1;
+    size_t i = 0;
+    for (size_t m, l; i < n && (l = valid_seq(u, i, n, &m)) != 0;) i += l;
+    return i;
 }
+
+int tok_utf8_valid(const char *s, size_t n) { return tok_utf8_valid_prefix(s, n) == n; }
 
 int tok_utf8_lossy(const char *s, size_t n, tok_buf *out) {
     const unsigned char *u = (const unsigned char *)s;
@@ -71,7 +70,8 @@ int tok_utf8_lossy(const char *s, size_t n, tok_buf *out) {
         i += m;
         run = i;
     }
-    return tok_buf_put(out, s + run, n - run);
+    /* an empty text may come as NULL, where even s + 0 is undefined */
+    return run < n ? tok_buf_put(out, s + run, n - run) : 0;
 }
 
 /* One-character classes, matched anchored at a single code point. */

@@ -172,7 +172,7 @@ def _build(path, tokenizer, fmt, on_error, cache_path, key, options):
             n += len(chunk)
         if n == 0:
             why = f"; {skips.count} lines skipped, the first: {skips.first}" if skips.count else ""
-            raise ValueError(f"{path}: no examples in the file{why}")
+            raise FormatError(f"{path}: no examples in the file{why}")
         attrs = {"key": key, "options": json.dumps(options), "source": path, "format": found["format"],
                  "skipped": str(skips.count), "prompt_mismatch": str(counts.prompt_mismatch),
                  "masked_turns": str(counts.masked_turns)}

@@ -1,0 +1,182 @@
+"""Writes the seed corpora of the libFuzzer harnesses (seeds/<harness>/) from
+real files, small enough that each seed parses in well under a millisecond:
+
+- fuzz_safetensors: model.safetensors saved by transformers for tiny random
+  Llama and Qwen2 configs (F32, BF16, F16), by tinylm's writer, a header with
+  __metadata__, and the empty file {}.
+- fuzz_tokenizer_load: the demo model's tokenizer.json and every pipeline
+  variant tests/test_tokenizer.py builds from the real fixtures (Qwen3
+  byte-level, Mistral SentencePiece), each cut to its first 600 ids, with
+  their tokenizer_config.json after the harness's separator.
+- fuzz_tokenizer_encode: the tokenizer tests' corpus, once per tokenizer.
+- fuzz_cache: token caches written by tinylm (empty, small, many examples).
+- fuzz_model_config: the demo model's and tiny test configs, encoded as the
+  harness reads them.
+
+Run from the repository root with the test dependencies installed:
+    python tests/c/fuzz/make_seeds.py
+It needs the fixtures (TINYLM_FIXTURES or ../shared/fixtures).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import struct
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from fixture_paths import FIXTURES  # noqa: E402
+from tinylm import _core  # noqa: E402
+from tokenizer_corpus import corpus  # noqa: E402
+
+SEEDS = os.path.join(HERE, "seeds")
+DEMO = os.path.join(ROOT, "tinylm", "models", "demo")
+CONFIG_SEPARATOR = b"\n\x01tokenizer_config.json\x01\n"   # as fuzz_tokenizer_load.c
+KEEP_IDS = 600
+
+
+def put(harness: str, data: bytes) -> None:
+    folder = os.path.join(SEEDS, harness)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
+        f.write(data)
+
+
+def tiny_configs() -> list:
+    common = dict(vocab_size=32, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    return [transformers.LlamaConfig(**common),
+            transformers.LlamaConfig(**common, tie_word_embeddings=True, attention_bias=True, head_dim=8),
+            transformers.Qwen2Config(**common)]
+
+
+def safetensors_seeds() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, cfg in enumerate(tiny_configs()):
+            torch.manual_seed(i)
+            model = transformers.AutoModelForCausalLM.from_config(cfg)
+            for dtype in (torch.float32, torch.bfloat16, torch.float16):
+                out = os.path.join(tmp, f"{i}-{dtype}")
+                model.to(dtype).save_pretrained(out, safe_serialization=True)
+                with open(os.path.join(out, "model.safetensors"), "rb") as f:
+                    put("fuzz_safetensors", f.read())
+        path = os.path.join(tmp, "tinylm.safetensors")
+        entries = [("a", "F32", (2, 3), np.arange(6, dtype=np.float32)),
+                   ("empty", "F32", (0,), np.zeros(0, dtype=np.float32)),
+                   ("b", "BF16", (4,), np.ones(4, dtype=np.float32))]
+        _core.write_safetensors(path, entries, {"format": "pt", "note": "seed"})
+        with open(path, "rb") as f:
+            put("fuzz_safetensors", f.read())
+    put("fuzz_safetensors", struct.pack("<Q", 8) + b"{}      ")
+
+
+def shrink(tok: dict) -> dict:
+    """The tokenizer with its first KEEP_IDS model ids and the merges among them."""
+    tok = copy.deepcopy(tok)
+    model = tok["model"]
+    model["vocab"] = {s: i for s, i in model["vocab"].items() if i < KEEP_IDS}
+    merges = []
+    for m in model["merges"]:
+        a, b = m.split(" ", 1) if isinstance(m, str) else m
+        if a in model["vocab"] and b in model["vocab"] and a + b in model["vocab"]:
+            merges.append(m)
+    model["merges"] = merges
+    return tok
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def tokenizer_seeds() -> None:
+    import test_tokenizer  # the pipeline variants the tokenizer tests compare with `tokenizers`
+
+    def load_seed(tok: dict, config: dict | None) -> None:
+        data = json.dumps(tok, ensure_ascii=False).encode()
+        if config is not None:
+            data += CONFIG_SEPARATOR + json.dumps(config, ensure_ascii=False).encode()
+        put("fuzz_tokenizer_load", data)
+
+    demo_config = read_json(os.path.join(DEMO, "tokenizer_config.json"))
+    demo_config.pop("chat_template", None)   # read by Python, not the C loader
+    load_seed(shrink(read_json(os.path.join(DEMO, "tokenizer.json"))), demo_config)
+    fixtures = {}
+    for name in ("qwen3", "mistral-7b"):
+        folder = os.path.join(FIXTURES, "tokenizers", name)
+        config = read_json(os.path.join(folder, "tokenizer_config.json"))
+        config.pop("chat_template", None)
+        fixtures[name] = (shrink(read_json(os.path.join(folder, "tokenizer.json"))), config)
+        load_seed(*fixtures[name])
+    variants = test_tokenizer.build_variants(fixtures["qwen3"][0], fixtures["mistral-7b"][0])
+    for name, (tok, _, _) in variants.items():
+        load_seed(tok, {"add_bos_token": True, "bos_token": "<s>"} if name.startswith("unk") else None)
+
+    # The encode harness's first byte picks the tokenizer (byte % count) and
+    # adds special tokens when bit 4 is set.
+    texts = [t for t in corpus(test_tokenizer.MISTRAL_SPECIALS + test_tokenizer.QWEN_SPECIALS[:3]) if len(t) < 2000]
+    for k, text in enumerate(texts[::2]):
+        put("fuzz_tokenizer_encode", bytes([k % 3 | (k & 1) << 4]) + text.encode())
+
+
+def cache_seeds() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, lengths in enumerate(([], [3], [1, 0, 5, 2], [7] * 40)):
+            path = os.path.join(tmp, f"{k}.h5")
+            writer = _core.cache_create(path)
+            writer.set_attr("key", f"seed-{k}")
+            if lengths:
+                n = sum(lengths)
+                writer.append(np.arange(n, dtype=np.int32), (np.arange(n) % 2).astype(np.uint8),
+                              np.array(lengths, dtype=np.int64), np.arange(1, len(lengths) + 1, dtype=np.int64))
+            writer.commit()
+            with open(path, "rb") as f:
+                put("fuzz_cache", f.read())
+
+
+def config_seed(flags: int, ints: list, floats: list) -> bytes:
+    """Encodes a config as fuzz_model_config.c reads it."""
+    out = bytes([flags])
+    for v in ints:
+        out += bytes([v]) if 0 <= v < 0xF0 else b"\xf0" + struct.pack("<q", v)
+    return out + b"".join(struct.pack("<f", x) for x in floats)
+
+
+def model_config_seeds() -> None:
+    demo = read_json(os.path.join(DEMO, "config.json"))
+    configs = [demo] + [c.to_dict() for c in tiny_configs()]
+    for k, c in enumerate(configs):
+        heads = c["num_attention_heads"]
+        ints = [c["vocab_size"], c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], heads,
+                c.get("num_key_value_heads") or heads, c.get("head_dim") or c["hidden_size"] // heads, 8192]
+        arch = 1 if c.get("model_type") == "qwen2" else 0
+        for extra in (0, 1 << 4 | 1 << 2, 2 << 4 | 2 << 2):   # rope default/linear/llama3 x f32/nf4/int8
+            flags = arch | extra | (bool(c.get("tie_word_embeddings")) << 6) | (k & 1) << 7
+            put("fuzz_model_config", config_seed(flags, ints, [c.get("rms_norm_eps", 1e-6), 10000.0, 8.0, 1.0, 4.0]))
+
+
+def main() -> None:
+    shutil.rmtree(SEEDS, ignore_errors=True)
+    safetensors_seeds()
+    tokenizer_seeds()
+    cache_seeds()
+    model_config_seeds()
+    for harness in sorted(os.listdir(SEEDS)):
+        files = os.listdir(os.path.join(SEEDS, harness))
+        size = sum(os.path.getsize(os.path.join(SEEDS, harness, f)) for f in files)
+        print(f"{harness}: {len(files)} seeds, {size / 1024:.0f} KiB")
+
+
+if __name__ == "__main__":
+    main()

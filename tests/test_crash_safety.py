@@ -7,7 +7,7 @@ The kill lands mid-write deterministically: the child runs with
 TINYLM_TEST_STOP_AT=<point>[:<n>] (csrc/core/testpoint.c), stops itself with
 SIGSTOP at that point of its n-th write, the test checks that the write is
 really under way (its temporary file is on disk) and SIGKILLs it. The
-writers the children run are tests/crash_writers.py. docs/reliability-crash.md
+writers the children run are tests/crash_writers.py. docs/reliability.md ("Crash-safe writes")
 lists the scenarios.
 """
 import contextlib

@@ -1,7 +1,7 @@
 """Crash-safe writes: every file and folder tinylm writes is filled under a
 temporary name beside its final one, synced, then renamed into place, so a
 reader (or the next run) sees the previous version or the new one whole,
-never a half-written one. docs/reliability-crash.md lists what is tested.
+never a half-written one. docs/reliability.md ("Crash-safe writes") lists what is tested.
 
 Temporary names are "<final>.tmp-<pid>-<unique>", the pattern the C writers
 (safetensors, the HDF5 token cache) use too. A write that fails (a full

@@ -8,7 +8,7 @@ costs no tokenization either.
 
 The C writer fills a temporary file and renames it into place, so a cache
 file that exists is complete; processes building the same cache at once
-each rename a complete file of their own (docs/reliability-crash.md).
+each rename a complete file of their own (docs/reliability.md, "Crash-safe writes").
 """
 import hashlib
 import json

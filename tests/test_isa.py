@@ -16,7 +16,10 @@ import pytest
 from tinylm import _isa
 from hf_models import assert_close, batch, build, load_reference, reference_outputs, save
 
+import tinylm
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(tinylm.__file__)))  # subprocesses import this tinylm
 RUNNABLE = [isa for isa in _isa.built() if isa in _isa.supported()]
 TEXT = "Turn on the kitchen lights at 7:30 — s'il vous plaît, Grüße 👋\n\tand the fan to 3."
 
@@ -42,7 +45,7 @@ def assert_paths_agree(key, actual, expected, what):
 
 def run_python(code_or_args, isa=None, extra_env=None, timeout=300):
     env = {k: v for k, v in os.environ.items() if k != _isa.ENV}
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE), HERE, env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT, HERE, env.get("PYTHONPATH", "")])
     env.setdefault("OMP_NUM_THREADS", "1")
     if isa is not None:
         env[_isa.ENV] = isa
@@ -192,14 +195,18 @@ def test_portable_modules_have_no_instruction_beyond_x86_64_v2(module):
             assert reg in text, f"{wide} has no {reg} instruction: was it built with -march={isa}?"
 
 
-def test_baseline_runs_on_an_emulated_nehalem():
-    """qemu-user emulating a Nehalem (SSE4.2, no AVX): the import picks the
-    baseline by itself and a forward+backward runs (about 10 s)."""
+@pytest.mark.parametrize("cpu, expected", [("Nehalem", "x86-64-v2"), ("Haswell", "x86-64-v3")])
+def test_the_import_picks_the_emulated_cpus_variant(cpu, expected):
+    """qemu-user emulating an older CPU (Nehalem: SSE4.2, no AVX; Haswell:
+    AVX2+FMA, no AVX-512): the import picks that CPU's variant by itself and
+    a forward+backward runs (about 10 s each). qemu raises SIGILL on any
+    instruction the emulated CPU lacks, so this is the SIGILL test a newer
+    build machine cannot run natively."""
     qemu = shutil.which("qemu-x86_64")
     if qemu is None:
         pytest.skip("qemu-x86_64 is not installed (Debian: apt-get install qemu-user)")
-    if "x86-64-v2" not in _isa.built():
-        pytest.skip("the x86-64-v2 variant is not built")
+    if expected not in _isa.built():
+        pytest.skip(f"the {expected} variant is not built")
     code = ("import numpy as np, tinylm\n"
             "cfg = dict(architectures=['LlamaForCausalLM'], model_type='llama', hidden_size=64,\n"
             "           intermediate_size=112, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,\n"
@@ -208,10 +215,10 @@ def test_baseline_runs_on_an_emulated_nehalem():
             "ids = np.arange(32, dtype=np.int64).reshape(2, 16) % 211\n"
             "loss = m.loss(ids, ids); m.backward()\n"
             "print(tinylm.isa(), np.isfinite(loss))\n")
-    env = {k: v for k, v in os.environ.items() if k != _isa.ENV}
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE), env.get("PYTHONPATH", "")])
+    env = {k: v for k, v in os.environ.items() if k not in (_isa.ENV, "OPENBLAS_CORETYPE")}
+    env["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT, env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run([qemu, "-cpu", "Nehalem", sys.executable, "-c", code], env=env,
+    proc = subprocess.run([qemu, "-cpu", cpu, sys.executable, "-c", code], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-3000:]}"
-    assert proc.stdout.split() == ["x86-64-v2", "True"]
+    assert proc.stdout.split() == [expected, "True"]

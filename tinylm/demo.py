@@ -82,6 +82,7 @@ def run_demo(output_dir: str = "out/demo", overrides: list[str] = ()) -> dict:
 
     summary = {"bar": BAR, "passed": after["score"] >= BAR, "before": before, "after": after,
                "fine_tune": {k: trained[k] for k in ("steps", "train_loss", "eval_loss", "tokens_per_s", "trainable")},
+               "kernels": {"isa": tinylm.isa(), "threads": tinylm.get_num_threads()},
                "phases": {name: {"seconds": round(s, 1), "peak_rss_mb": round(m)} for name, (s, m) in phases.items()},
                "files": {"adapter": paths["adapter"], "merged": paths["merged"],
                          "loss_curve": os.path.join(cfg["output_dir"], "train", "loss_curve.png"),
@@ -109,7 +110,11 @@ def format_table(summary: dict) -> str:
     lines += ["", f"  fine-tune: {tune['steps']} steps, {tune['trainable']:,} trainable parameters, "
                   f"{tune['tokens_per_s']:.0f} tokens/s, final train loss {tune['train_loss']:.4f}",
               "  phases: " + ", ".join(f"{name} {p['seconds']:.0f} s ({p['peak_rss_mb']} MiB peak)"
-                                       for name, p in phases.items()), ""]
+                                       for name, p in phases.items())]
+    if "kernels" in summary:
+        lines.append(f"  kernels: {summary['kernels']['isa']} build of the C core (TINYLM_ISA forces one), "
+                     f"{summary['kernels']['threads']} threads")
+    lines.append("")
     verdict = "PASS" if summary["passed"] else "FAIL"
     lines.append(f"  {verdict}: fine-tuned golden score {after['score']:.1%} (bar: >= {summary['bar']:.0%}, "
                  f"base model {before['score']:.1%})")

@@ -12,7 +12,7 @@ each a complete extension module with its own PyInit name:
     tinylm._core_x86_64_v2   -march=x86-64-v2  SSE4.2, POPCNT: the baseline / fallback
     tinylm._core_x86_64_v3   -march=x86-64-v3  AVX2, FMA, F16C, BMI1/2
     tinylm._core_x86_64_v4   -march=x86-64-v4  AVX-512 F/BW/CD/DQ/VL
-    tinylm._cpu              no -march flag: the CPU probe (__builtin_cpu_supports)
+    tinylm._cpu              -march=x86-64     the CPU probe (__builtin_cpu_supports), runs anywhere
 
 tinylm/_core.py picks the best variant the CPU (and OS) supports and installs
 it as tinylm._core; TINYLM_ISA=x86-64-v2|x86-64-v3|x86-64-v4 forces one.
@@ -58,7 +58,8 @@ sources = sorted(s for s in glob.glob("csrc/**/*.c", recursive=True) if s != PRO
 headers = sorted(glob.glob("csrc/**/*.h", recursive=True))  # a header change rebuilds the variants
 debug = os.environ.get("TINYLM_DEBUG") == "1"
 
-# ISA name (as TINYLM_ISA and TINYLM_MARCH spell it) -> compiler flags. -std=c11 keeps
+# ISA name (as TINYLM_ISA and TINYLM_MARCH spell it) -> compiler flags; they come
+# after any CFLAGS from the environment, so they win. -std=c11 keeps
 # -ffp-contract=off in every variant, so the paths differ only in vector width
 # (how a reduction is split across lanes), never in fused vs separate rounding.
 X86_VARIANTS = {
@@ -99,8 +100,10 @@ def core_variant(isa: str, isa_flags: list) -> Extension:
 
 
 extensions = [core_variant(isa, f) for isa, f in variants.items()]
-if x86_64:  # the probe must run on any x86-64 CPU: no -march flag at all
-    extensions.append(Extension("tinylm._cpu", sources=[PROBE], extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-O2"]))
+if x86_64:  # the probe must run on any x86-64 CPU: the original x86-64 level, whatever CFLAGS the environment sets
+    extensions.append(Extension("tinylm._cpu", sources=[PROBE],
+                                extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-O2",
+                                                    "-march=x86-64", "-mtune=generic"]))
 
 
 class BuildVariants(build_ext):

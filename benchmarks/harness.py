@@ -49,6 +49,8 @@ def run_selected(script: str, args, cases: dict, keys: list[str]) -> dict | None
         print(json.dumps(cases[args.case](args)))
         return None
     passthrough = [f"--{k}={getattr(args, k)}" for k in keys]
+    import tinylm  # the children inherit TINYLM_ISA, so they load the same build
+    print(f"  tinylm kernels: {tinylm.isa()} (the best this CPU runs unless TINYLM_ISA forces one)", flush=True)
     results = {}
     for case in args.cases.split(","):
         results[case] = run_case(script, case, passthrough, args.threads)

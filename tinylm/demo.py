@@ -109,6 +109,7 @@ def run_demo(output_dir: str = "out/demo", overrides: list[str] = (), quick: boo
     summary = {"bar": None if quick else BAR, "passed": None if quick else after["score"] >= BAR, "quick": quick,
                "before": before, "after": after,
                "fine_tune": {k: trained[k] for k in ("steps", "train_loss", "eval_loss", "tokens_per_s", "trainable")},
+               "kernels": {"isa": tinylm.isa(), "threads": tinylm.get_num_threads()},
                "phases": {name: {"seconds": round(s, 1), "peak_rss_mb": round(m)} for name, (s, m) in phases.items()},
                "files": {"adapter": paths["adapter"], "merged": paths["merged"],
                          "loss_curve": os.path.join(cfg["output_dir"], "train", "loss_curve.png"),
@@ -141,7 +142,11 @@ def format_table(summary: dict) -> str:
     lines += ["", f"  fine-tune: {tune['steps']} steps, {tune['trainable']:,} trainable parameters, "
                   f"{tune['tokens_per_s']:.0f} tokens/s, final train loss {tune['train_loss']:.4f}",
               "  phases: " + ", ".join(f"{name} {p['seconds']:.0f} s ({p['peak_rss_mb']} MiB peak)"
-                                       for name, p in phases.items()), ""]
+                                       for name, p in phases.items())]
+    if "kernels" in summary:
+        lines.append(f"  kernels: {summary['kernels']['isa']} build of the C core (TINYLM_ISA forces one), "
+                     f"{summary['kernels']['threads']} threads")
+    lines.append("")
     if summary.get("quick"):
         lines.append(f"  QUICK RUN (pipeline check, {tune['steps']} steps): fine-tuned golden score "
                      f"{after['score']:.1%}, base model {before['score']:.1%}; the {BAR:.0%} bar applies only to "

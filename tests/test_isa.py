@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from tinylm import _isa
-from hf_models import assert_close, batch, build, load_reference, reference_outputs, save
+from hf_models import batch, build, load_reference, reference_outputs, save
+from tolerance import approx, assert_close, decoder
 
 import tinylm
 
@@ -23,24 +24,42 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(tinylm.__file__))
 RUNNABLE = [isa for isa in _isa.built() if isa in _isa.supported()]
 TEXT = "Turn on the kitchen lights at 7:30 — s'il vous plaît, Grüße 👋\n\tand the fan to 3."
 
-# Rounding only: the variants differ in how a reduction is split across vector
-# lanes (no FMA contraction anywhere, -std=c11), the same freedom a change of
-# thread count has, so the thread-agreement tolerance of test_model.py applies.
-# TODO(lead): switch to the shared helper in tests/tolerance.py; every
-# cross-variant comparison goes through this one function.
-PATH_RTOL = 1e-5
 # Integer outputs (codes, token ids) and element-wise kernels with no
 # reduction behind them (AdamW from fixed gradients, dequantization) must be
 # bit-identical: IEEE +, *, / and sqrt round the same in every lane width.
 EXACT = ("nf4_codes", "nf4_absmax", "nf4_dq_codes", "token_ids", "decoded", "nf4/dequantized", "int8/dequantized",
          "adamw/")
+LORA_R = 4  # the rank isa_worker.py gives the quantized bases' adapters
+MATRIX_SHAPE = (96, 200)  # the matrix isa_worker.py quantizes to NF4
+NF4_BLOCKS = MATRIX_SHAPE[0] * MATRIX_SHAPE[1] // 64
 
 
-def assert_paths_agree(key, actual, expected, what):
+def reduction_length(key, config, ids, grads):
+    """The float32 chain length behind one output of isa_worker.py
+    (tests/tolerance.py): the variants differ only in how each reduction is
+    split across vector lanes (no FMA contraction anywhere: -std=c11), the
+    same freedom a change of thread count has."""
+    quant = key.startswith(("nf4/", "int8/"))
+    chain = decoder(config, *ids.shape, lora_r=LORA_R if quant else 0)
+    name = key.split("/", 1)[1] if quant else key
+    if name == "logits":
+        return chain.forward
+    if name == "loss":
+        return chain.loss
+    if name.startswith("grad/"):
+        return chain.backward
+    if name == "grad_norm":  # each tensor's sum of squares, then their sum
+        return chain.backward + max(g.size for g in grads.values()) + len(grads) + 2
+    if name in ("nf4_absmax_offset", "nf4_dq_scales"):  # a mean over the blocks
+        return NF4_BLOCKS + 2
+    raise KeyError(f"no tolerance for {key}: add it here")
+
+
+def assert_paths_agree(key, actual, expected, config, ids, grads, what):
     if key.startswith(EXACT):
         np.testing.assert_array_equal(actual, expected, err_msg=what)
     else:
-        assert_close(actual, expected, rtol=PATH_RTOL, what=what)
+        assert_close(actual, expected, length=reduction_length(key, config, ids, grads), what=what)
 
 
 def run_python(code_or_args, isa=None, extra_env=None, timeout=300):
@@ -65,7 +84,7 @@ def model_dir(tmp_path_factory):
 def inputs(tmp_path_factory):
     ids, mask, labels = batch()
     g = np.random.default_rng(7)
-    matrix = (g.standard_normal((96, 200)) * 0.7).astype(np.float32)
+    matrix = (g.standard_normal(MATRIX_SHAPE) * 0.7).astype(np.float32)
     path = tmp_path_factory.mktemp("isa_inputs") / "inputs.npz"
     np.savez(path, ids=ids, mask=mask, labels=labels, matrix=matrix, text=np.array(TEXT))
     return path
@@ -85,26 +104,31 @@ def results(model_dir, inputs, tmp_path_factory):
     return out
 
 
-def test_variants_agree_to_rounding(results):
+def test_variants_agree_to_rounding(results, model_dir):
     if len(results) < 2:
         pytest.skip(f"only {list(results)} runs on this CPU (or is built); nothing to compare")
     base_isa = RUNNABLE[0]  # the lowest: the portable baseline where built
     base = results[base_isa]
+    config = load_reference(model_dir).config
+    ids, _, _ = batch()
+    grads = {k: v for k, v in base.items() if k.startswith("grad/")}
     for isa, res in results.items():
         assert set(res) == set(base), f"{isa}: outputs {sorted(set(res) ^ set(base))} differ from {base_isa}'s"
         for key in base:
             if key != "isa":
-                assert_paths_agree(key, res[key], base[key], what=f"{key}: {isa} vs {base_isa}")
+                assert_paths_agree(key, res[key], base[key], config, ids, grads, what=f"{key}: {isa} vs {base_isa}")
 
 
 def test_every_variant_matches_transformers(results, model_dir):
     ids, mask, labels = batch()
-    ref_logits, ref_loss, ref_grads = reference_outputs(load_reference(model_dir), ids, mask, labels)
+    ref = load_reference(model_dir)
+    ref_logits, ref_loss, ref_grads = reference_outputs(ref, ids, mask, labels)
+    chain = decoder(ref.config, *ids.shape)
     for isa, res in results.items():
-        assert_close(res["logits"], ref_logits, what=f"{isa} logits")
-        assert_close(res["loss"], ref_loss, what=f"{isa} loss")
+        assert_close(res["logits"], ref_logits, length=chain.forward, what=f"{isa} logits")
+        assert float(res["loss"]) == approx(ref_loss, length=chain.loss, what=f"{isa} loss")
         for name, expected in ref_grads.items():
-            assert_close(res[f"grad/{name}"], expected, what=f"{isa} grad {name}")
+            assert_close(res[f"grad/{name}"], expected, length=chain.backward, what=f"{isa} grad {name}")
 
 
 def test_tokenizer_round_trips_on_every_variant(results):

@@ -170,7 +170,8 @@ def test_every_extension_resolves_inside_the_wheel(installed):
     for ext in extensions:
         out = box.run("ldd", ext).stdout
         assert "not found" not in out, out
-        for line in out.splitlines():
+        # the CPU probe needs no shared library at all: ldd says "statically linked"
+        for line in ([] if out.strip() == "statically linked" else out.splitlines()):
             m = re.match(r"\s*(\S+)(?: => (\S+))?", line)
             name, path = m.group(1), m.group(2)
             if SYSTEM.match(os.path.basename(name)):

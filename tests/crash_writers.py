@@ -17,31 +17,12 @@ import numpy as np
 
 import tinylm
 import tinylm.data
+from byte_model import CONFIG, ByteTok
 from tinylm import atomic
 from tinylm.demo import write_summary
 
-CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 260, "hidden_size": 32,
-          "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-          "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "initializer_range": 0.05}
 # About 2 MB of float32 weights: more than the full-disk tests leave room for.
 BIG = dict(CONFIG, hidden_size=128, intermediate_size=512, num_hidden_layers=4)
-
-
-class ByteTok:
-    """The tokenizer protocol of tinylm.data over UTF-8 bytes (ids 0-255)."""
-    bos_token_id, eos_token_id, pad_token_id = 256, 257, None
-
-    def encode(self, text, add_special_tokens=True):
-        return ([256] if add_special_tokens else []) + list(text.encode())
-
-    def encode_batch(self, texts, add_special_tokens=True):
-        return [self.encode(t, add_special_tokens) for t in texts]
-
-    def decode(self, ids):
-        return bytes(i for i in ids if i < 256).decode(errors="replace")
-
-    def apply_chat_template(self, *args, **kwargs):
-        raise ValueError("no chat template")
 
 
 def write_data(path, rows, width=40):

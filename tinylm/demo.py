@@ -110,7 +110,7 @@ def run_demo(output_dir: str = "out/demo", overrides: list[str] = (), quick: boo
                "before": before, "after": after,
                "fine_tune": {k: trained[k] for k in ("steps", "train_loss", "eval_loss", "tokens_per_s", "trainable")},
                "kernels": {"isa": tinylm.isa(), "threads": tinylm.get_num_threads()},
-               "phases": {name: {"seconds": round(s, 1), "peak_rss_mb": round(m)} for name, (s, m) in phases.items()},
+               "phases": {name: {"seconds": round(s, 3), "peak_rss_mb": round(m)} for name, (s, m) in phases.items()},
                "files": {"adapter": paths["adapter"], "merged": paths["merged"],
                          "loss_curve": os.path.join(cfg["output_dir"], "train", "loss_curve.png"),
                          "reports": [os.path.join(output_dir, f"eval_{w}.json") for w in ("before", "after")]}}

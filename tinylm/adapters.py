@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinylm import _core, checkpoint
+from tinylm import _core, atomic, checkpoint
 from tinylm.errors import FormatError, UnsupportedError
 
 PROJ_MODULES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -277,7 +277,7 @@ class AdapterMixin:
         cfg = config.to_peft(targets)
         if cfg["base_model_name_or_path"] is None:
             cfg["base_model_name_or_path"] = self._config.get("_name_or_path") or None
-        checkpoint.atomic_write_text(os.path.join(path, CONFIG_NAME), json.dumps(cfg, indent=2) + "\n")
+        atomic.atomic_write_text(os.path.join(path, CONFIG_NAME), json.dumps(cfg, indent=2) + "\n")
 
     def load_adapter(self, path: str | os.PathLike, name: str | None = None, seed: int = 0) -> str:
         """Reads a PEFT LoRA adapter folder (written by PEFT or tinylm) as a new

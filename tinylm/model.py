@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from tinylm import _core, checkpoint
+from tinylm import _core, atomic, checkpoint
 from tinylm.adapters import AdapterMixin
 from tinylm.config import config_path, core_kwargs, read_config
 from tinylm.errors import FormatError
@@ -121,7 +121,7 @@ class Model(AdapterMixin, GenerationMixin):
                 config[key] = dtype
         if "torch_dtype" not in config and "dtype" not in config:
             config["torch_dtype"] = dtype
-        checkpoint.atomic_write_text(os.path.join(path, "config.json"),
+        atomic.atomic_write_text(os.path.join(path, "config.json"),
                                      json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     # ------------------------------------------------------------ parameters

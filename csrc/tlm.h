@@ -105,10 +105,11 @@ tlm_status tlm_st_write(const char *path, const tlm_st_tensor *tensors, int64_t 
 
 /* How parameters are named (Hugging Face's names; csrc/model/families/). */
 typedef enum {
-    TLM_NAMES_LLAMA = 0,   /* Llama, Qwen2, Qwen3, SmolLM3, Gemma, StableLM */
-    TLM_NAMES_GEMMA2 = 1,  /* Gemma 2/3: input, post_attention, pre/post_feedforward layernorms */
-    TLM_NAMES_PHI = 2,     /* Phi-2: self_attn.dense, mlp.fc1/fc2, model.final_layernorm */
-    TLM_NAMES_PHI3 = 3,    /* Phi-3: self_attn.qkv_proj, mlp.gate_up_proj (fused) */
+    TLM_NAMES_LLAMA = 0,    /* Llama, Qwen2, Qwen3, SmolLM3, Gemma */
+    TLM_NAMES_GEMMA2 = 1,   /* Gemma 2/3: input, post_attention, pre/post_feedforward layernorms */
+    TLM_NAMES_PHI = 2,      /* Phi-2: self_attn.dense, mlp.fc1/fc2, model.final_layernorm */
+    TLM_NAMES_PHI3 = 3,     /* Phi-3: self_attn.qkv_proj, mlp.gate_up_proj (fused) */
+    TLM_NAMES_STABLELM = 4, /* StableLM: Llama's, q/k LayerNorms per head */
     TLM_NAMES_COUNT
 } tlm_names;
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from tinylm import _core, atomic, checkpoint
 from tinylm.adapters import AdapterMixin
-from tinylm.config import config_path, core_kwargs, read_config
+from tinylm import families
+from tinylm.config import config_path, read_config
 from tinylm.errors import FormatError
 from tinylm.generate import GenerationMixin
 
@@ -38,7 +39,8 @@ def _as_ids(array, name: str, shape: tuple | None = None) -> np.ndarray:
 
 
 class Model(AdapterMixin, GenerationMixin):
-    """A causal language model (LlamaForCausalLM, Qwen2ForCausalLM).
+    """A causal language model of any family in tinylm.families (Llama,
+    Qwen2/3, Gemma 1/2/3, Phi-2, Phi-3, StableLM, SmolLM3).
 
     >>> model = Model.from_pretrained("path/to/hf_model")
     >>> logits = model.forward([[1, 2, 3]])            # float32 [B, T, V]
@@ -48,9 +50,10 @@ class Model(AdapterMixin, GenerationMixin):
     def __init__(self, config: dict, *, source: str = "config", quant: str | None = None):
         self._config = copy.deepcopy(config)
         self.quant = quant
-        kwargs = core_kwargs(config, source, quant)
+        descriptor = families.descriptor(config, source, quant)
+        self._n_layers = descriptor["n_layers"]
         try:
-            self._core = _core.Model(**kwargs)
+            self._core = _core.Model(**descriptor)
         except ValueError as exc:
             # The core's own check of the dimensions (ranges, the parameter
             # count), made before it allocates: a fault of the config.

@@ -12,8 +12,8 @@
  * query attends to, and its real tokens take RoPE positions 0, 1, ... from
  * there, as transformers derives position_ids from the attention mask. */
 #include "core/internal.h"
-#include "model/model.h"
-#include "ops/ops.h"
+#include "model/arena.h"
+#include "model/decoder.h"
 
 #include <omp.h>
 #include <string.h>
@@ -112,7 +112,8 @@ static void layer_step(tlm_gen *g, int64_t l, int64_t S) {
     tlm_layer_attention_inputs(m, l);
     store_kv(g, l, a->k[l], a->v[l], S);
     size_t layer = (size_t)l * g->B * K * g->Tc * E;
-    tlm_attention_decode(a->o[l], a->q[l], g->kc + layer, g->vc + layer, g->start, g->B, S, g->len, g->Tc,
+    tlm_attn_desc ad = tlm_layer_attn_desc(m, l);
+    tlm_attention_decode(&ad, a->o[l], a->q[l], g->kc + layer, g->vc + layer, g->start, g->B, S, g->len, g->Tc,
                          c->n_heads, K, E, g->scratch);
     tlm_layer_finish(m, l, a->xs[l + 1]);
 }
@@ -137,8 +138,8 @@ tlm_status tlm_gen_feed(tlm_gen *g, const int32_t *ids, int64_t S, float *logits
             int64_t p = g->len + s - g->start[b]; /* padding (p < 0) is never attended; any angle will do */
             a->pos[b * S + s] = (int32_t)(p < 0 ? 0 : p);
         }
-    tlm_rope_tables(a->cos_t, a->sin_t, a->pos, m->inv_freq, N, c->head_dim);
-    tlm_embedding_forward(a->xs[0], ids, tlm_pdata(m, m->embed), N, D);
+    tlm_decoder_rope_tables(m, N);
+    tlm_decoder_embed(m, ids, N);
     for (int64_t l = 0; l < c->n_layers; l++) layer_step(g, l, S);
     g->len += S;
 
@@ -147,7 +148,6 @@ tlm_status tlm_gen_feed(tlm_gen *g, const int32_t *ids, int64_t S, float *logits
      * the LM head on B rows. */
     const float *xl = a->xs[c->n_layers];
     for (int64_t b = 0; b < B; b++) memcpy(a->h + b * D, xl + (b * S + S - 1) * D, (size_t)D * sizeof(float));
-    tlm_rmsnorm_forward(a->h_f, a->rstd_f, a->h, tlm_pdata(m, m->final_norm), B, D, c->rms_norm_eps);
-    if (logits) tlm_linear_forward(logits, a->h_f, tlm_pdata(m, m->lm_head), NULL, B, D, V);
+    if (logits) tlm_decoder_head(m, a->h, B, logits);
     return TLM_OK;
 }

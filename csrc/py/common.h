@@ -32,6 +32,10 @@ PyObject *tlm_py_view(PyObject *owner, void *ptr, const char *format, Py_ssize_t
 tlm_model *tlm_py_model_acquire(PyObject *obj);
 void tlm_py_model_release(PyObject *obj);
 
+/* Fills c from a block descriptor dict (tlm_config's field names, every one
+ * given, plus "rope" and "layer_flags"); -1 with a TypeError or ValueError set. */
+int tlm_py_config_from_dict(PyObject *d, tlm_config *c);
+
 /* Subsystem registration, one per binding file. */
 int tlm_py_init_common(PyObject *module);
 int tlm_py_init_safetensors(PyObject *module);

@@ -47,8 +47,8 @@ static int64_t param_numel(const tlm_config *c) {
 static tlm_status check_rope(const tlm_rope *r, const char *kind, int64_t R) {
     REQUIRE(r->type >= TLM_ROPE_DEFAULT && r->type <= TLM_ROPE_LONGROPE, "unknown rope type id %d (%s layers)",
             (int)r->type, kind);
-    REQUIRE(r->theta > 0.0f && isfinite(r->theta), "\"rope_theta\" of %s layers must be finite and > 0, got %g", kind,
-            (double)r->theta);
+    REQUIRE(r->theta > 0.0f && isfinite(r->theta), "\"rope_theta\" must be finite and > 0, got %g (%s layers)",
+            (double)r->theta, kind);
     if (r->type == TLM_ROPE_LINEAR || r->type == TLM_ROPE_LLAMA3)
         REQUIRE(r->factor > 0.0f && isfinite(r->factor), "rope scaling \"factor\" (%s layers) must be finite and > 0",
                 kind);
@@ -87,6 +87,8 @@ tlm_status tlm_config_check(const tlm_config *c, uint64_t *param_bytes) {
     REQUIRE(c->n_layers <= TLM_MAX_LAYERS, "\"num_hidden_layers\" must be at most %d", TLM_MAX_LAYERS);
     REQUIRE(c->n_heads % c->n_kv_heads == 0, "\"num_key_value_heads\" (%lld) must divide \"num_attention_heads\" (%lld)",
             (long long)c->n_kv_heads, (long long)c->n_heads);
+    if (c->rotary_dim == c->head_dim)
+        REQUIRE(c->head_dim % 2 == 0, "\"head_dim\" must be even, got %lld", (long long)c->head_dim);
     REQUIRE(c->rotary_dim >= 0 && c->rotary_dim <= c->head_dim && c->rotary_dim % 2 == 0,
             "the rotary dimension (head_dim x partial_rotary_factor) must be even and in [0, head_dim], got %lld",
             (long long)c->rotary_dim);

@@ -35,7 +35,7 @@ int tlm_model_add_param(tlm_model *m, const char *name, int64_t rows, int64_t co
 /* "<prefix><module>.<what>" into the slot table; -1 when out of memory. */
 static int add_named(tlm_model *m, const char *prefix, const char *module, const char *what, int64_t rows,
                      int64_t cols, int decay) {
-    char name[256];
+    char name[384];
     snprintf(name, sizeof name, "%s%s.%s", prefix, module, what);
     return tlm_model_add_param(m, name, rows, cols, decay);
 }

@@ -86,12 +86,12 @@ def activation(f: Fields, key: str, arch: str, default: str = "silu") -> int:
 
 def rope(f: Fields, params: dict, where: str, theta_default: float, rotary_dim: int) -> dict:
     """One rope kind for the core from a rope_parameters / rope_scaling dict."""
-    source = f"{f.source} {where}"
+    source = f"{f.source}: {where}"
     if not isinstance(params, dict):
-        raise FormatError(f"{source}: must be an object or null, got {short(params)}")
+        raise FormatError(f"{source} must be an object or null, got {short(params)}")
     rope_type = params.get("rope_type", params.get("type", "default")) or "default"
     if not isinstance(rope_type, str):
-        raise FormatError(f"{source}: \"rope_type\" must be a string, got {short(rope_type)}")
+        raise FormatError(f"{source} \"rope_type\" must be a string, got {short(rope_type)}")
     if rope_type not in ROPE_TYPES:
         raise UnsupportedError(f"{source}: rope type \"{rope_type}\" is not supported; tinylm supports "
                                f"{', '.join(ROPE_TYPES)}")

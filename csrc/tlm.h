@@ -171,6 +171,8 @@ typedef struct {
     uint8_t layer_flags[TLM_MAX_LAYERS]; /* [L] TLM_LAYER_* */
     /* head and embedding */
     float embed_scale;           /* the embedding output times this (Gemma: sqrt(D)); 1 otherwise */
+    int64_t padding_idx;         /* pad_token_id: its row gets no gradient through the lookup
+                                    (nn.Embedding's padding_idx, as transformers builds it); -1 none */
     float final_softcap;         /* logits = cap * tanh(logits / cap); 0: none */
     int tie_word_embeddings;
     int lm_head_bias;

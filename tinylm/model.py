@@ -14,28 +14,12 @@ import warnings
 
 import numpy as np
 
-from tinylm import _core, atomic, checkpoint
+from tinylm import _core, atomic, checkpoint, families
 from tinylm.adapters import AdapterMixin
-from tinylm import families
+from tinylm.batch_inputs import as_ids as _as_ids
 from tinylm.config import config_path, read_config
 from tinylm.errors import FormatError
 from tinylm.generate import GenerationMixin
-
-
-def _as_ids(array, name: str, shape: tuple | None = None) -> np.ndarray:
-    """int32 [B, T] from a list, a 1-D sequence (one row) or an array."""
-    out = np.asarray(array)
-    if out.ndim == 1:
-        out = out[None, :]
-    if out.ndim != 2:
-        raise ValueError(f"{name} must be [batch, seq_len], got shape {list(out.shape)}")
-    if out.size and not np.issubdtype(out.dtype, np.integer) and not np.issubdtype(out.dtype, np.bool_):
-        raise TypeError(f"{name} must hold integers, got {out.dtype}")
-    if shape is not None and out.shape != shape:
-        raise ValueError(f"{name} has shape {list(out.shape)} but input_ids has {list(shape)}")
-    if out.shape[0] == 0 or out.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {list(out.shape)})")
-    return np.ascontiguousarray(out, dtype=np.int32)
 
 
 class Model(AdapterMixin, GenerationMixin):
@@ -52,6 +36,8 @@ class Model(AdapterMixin, GenerationMixin):
         self.quant = quant
         descriptor = families.descriptor(config, source, quant)
         self._n_layers = descriptor["n_layers"]
+        rope = descriptor["rope"][0]  # generate() re-encodes at the length where LongRoPE switches factors
+        self._reencode_at = rope["original_max_position"] + 1 if rope["type"] == families.LONGROPE else None
         try:
             self._core = _core.Model(**descriptor)
         except ValueError as exc:

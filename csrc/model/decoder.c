@@ -428,7 +428,14 @@ tlm_status tlm_model_backward(tlm_model *m, float scale) {
             layer_backward(m, l, l > lowest);
         }
         float *dE = tlm_pgrad(m, m->embed);
-        if (dE) tlm_embedding_backward(dE, a->ids, a->dx, N, D, c->embed_scale);
+        if (dE) {
+            /* the padding row takes no gradient from its lookups (it may
+             * still get the tied LM head's, added above) */
+            if (c->padding_idx >= 0)
+                for (int64_t n = 0; n < N; n++)
+                    if (a->ids[n] == c->padding_idx) memset(a->dx + n * D, 0, (size_t)D * sizeof(float));
+            tlm_embedding_backward(dE, a->ids, a->dx, N, D, c->embed_scale);
+        }
     }
     return TLM_OK;
 }

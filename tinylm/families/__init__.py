@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from tinylm.errors import FormatError, UnsupportedError
 from tinylm.families import gemma, gemma2, gemma3, llama, phi, phi3, qwen2, qwen3, smollm3, stablelm
-from tinylm.families.fields import Fields
+from tinylm.families.fields import ROPE_TYPES, Fields
+
+LONGROPE = ROPE_TYPES["longrope"]
 
 FAMILIES = (llama, qwen2, qwen3, gemma, gemma2, gemma3, phi, phi3, stablelm, smollm3)
 # architecture class name -> (family module, model_type)

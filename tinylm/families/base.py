@@ -20,6 +20,17 @@ def head_dim(f: Fields, default: int | None = None) -> int:
     return f.int("head_dim")
 
 
+def padding_idx(f: Fields) -> int:
+    """transformers builds embed_tokens with padding_idx=pad_token_id: that
+    row's lookups add no gradient. An id outside the vocabulary (a config
+    whose pad token is an added one) has no row to spare."""
+    pad = f.get("pad_token_id")
+    if pad is None:
+        return -1
+    pad = f.int("pad_token_id", minimum=0)
+    return pad if pad < f.int("vocab_size") else -1
+
+
 def descriptor(f: Fields, arch: str, quant: str | None, *, names: str = "llama", act_key: str = "hidden_act",
                act_default: str = "silu", head_dim_default: int | None = None, kv_heads_default: int | None = None,
                tie_default: bool = False, partial_default: float = 1.0) -> dict:
@@ -53,7 +64,7 @@ def descriptor(f: Fields, arch: str, quant: str | None, *, names: str = "llama",
         "sandwich_norms": 0, "parallel_residual": 0, "qk_norm": QK_NONE, "qk_norm_bias": 0,
         "act": activation(f, act_key, arch, act_default), "gated": 1,
         "attn_scale": float(E) ** -0.5, "attn_softcap": 0.0, "sliding_window": 0,
-        "embed_scale": 1.0, "final_softcap": 0.0,
+        "embed_scale": 1.0, "padding_idx": padding_idx(f), "final_softcap": 0.0,
         "tie_word_embeddings": int(f.bool("tie_word_embeddings", tie_default)), "lm_head_bias": 0,
         "qkv_bias": int(attn_bias), "o_bias": int(attn_bias), "mlp_bias": int(f.bool("mlp_bias")),
         "fused_qkv": 0, "fused_gate_up": 0, "weights": WEIGHT_STORAGE[quant],
@@ -115,7 +126,7 @@ def windowed_from(f: Fields, d: dict) -> list[str] | None:
     max_window_layers on are windowed."""
     if not f.bool("use_sliding_window") or f.get("sliding_window") is None:
         return None
-    first = f.int("max_window_layers", minimum=0)
+    first = f.int("max_window_layers", 28, minimum=0)  # Qwen2Config's and Qwen3Config's default
     return ["sliding_attention" if l >= first else "full_attention" for l in range(d["n_layers"])]
 
 

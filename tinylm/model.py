@@ -36,6 +36,7 @@ class Model(AdapterMixin, GenerationMixin):
         self.quant = quant
         descriptor = families.descriptor(config, source, quant)
         self._n_layers = descriptor["n_layers"]
+        self._norm_offset = descriptor["norm_offset"]
         rope = descriptor["rope"][0]  # generate() re-encodes at the length where LongRoPE switches factors
         self._reencode_at = rope["original_max_position"] + 1 if rope["type"] == families.LONGROPE else None
         try:
@@ -75,15 +76,17 @@ class Model(AdapterMixin, GenerationMixin):
     @classmethod
     def from_config(cls, config: dict, seed: int = 0, quant: str | None = None) -> "Model":
         """A model with fresh weights initialised as transformers does: linear
-        and embedding weights ~ N(0, initializer_range), biases 0, norms 1."""
+        and embedding weights ~ N(0, initializer_range), biases 0, norms the
+        identity (weight 1, or 0 for Gemma's (1 + w) norms)."""
         model = cls(config, quant=quant)
         std = float(config.get("initializer_range", 0.02))
         rng = np.random.default_rng(seed)
+        identity = 1.0 - model._norm_offset
         for i, (name, shape, *_) in enumerate(model._table):
             if len(shape) == 2:
                 value = rng.normal(0.0, std, size=shape).astype(np.float32)
-            else:
-                value = np.full(shape, 1.0 if name.endswith("norm.weight") else 0.0, dtype=np.float32)
+            else:  # a 1-D weight is a norm's; the rest are biases
+                value = np.full(shape, identity if name.endswith(".weight") else 0.0, dtype=np.float32)
             model._core.set_weight(i, value)
         return model
 

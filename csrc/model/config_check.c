@@ -35,7 +35,8 @@ static int64_t param_numel(const tlm_config *c) {
             layer += tlm_layout_norm_groups(c, (tlm_norm_role)r) * R16(tlm_layout_norm_width(c, (tlm_norm_role)r)) *
                      (1 + tlm_layout_norm_bias(c, (tlm_norm_role)r));
     int64_t head = c->tie_word_embeddings ? 0 : R16(V * D);
-    return R16(V * D) + head + (c->lm_head_bias ? R16(V) : 0) + 2 * R16(D) + c->n_layers * layer;
+    int64_t final_norm = R16(D) * (1 + (c->norm_kind == TLM_NORM_LAYER && c->norm_bias));
+    return R16(V * D) + head + (c->lm_head_bias ? R16(V) : 0) + final_norm + c->n_layers * layer;
 }
 
 #define REQUIRE(cond, ...) do { if (!(cond)) return tlm_fail(TLM_EINVAL, __VA_ARGS__); } while (0)

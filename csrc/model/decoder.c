@@ -44,11 +44,10 @@ static tlm_status check_inputs(const tlm_model *m, const int32_t *ids, const int
     return TLM_OK;
 }
 
-void tlm_decoder_rope_tables(tlm_model *m, int64_t N) {
+void tlm_decoder_rope_tables(tlm_model *m, int64_t N, int32_t max_pos) {
     const tlm_config *c = &m->cfg;
     tlm_arena *a = &m->arena;
-    int32_t max_pos = 0;
-    for (int64_t n = 0; n < N; n++) max_pos = a->pos[n] > max_pos ? a->pos[n] : max_pos;
+    for (int64_t n = 0; max_pos < 0 && n < N; n++) max_pos = a->pos[n] > max_pos ? a->pos[n] : max_pos;
     int used[2] = {0, 0};
     for (int64_t l = 0; l < c->n_layers; l++)
         if (tlm_layer_rope(c, l)) used[tlm_layer_rope_kind(c, l)] = 1;
@@ -73,7 +72,7 @@ static void stage_inputs(tlm_model *m, const int32_t *ids, const int32_t *mask, 
     if (mask)
         for (int64_t n = 0; n < N; n++) a->mask[n] = mask[n] != 0;
     for (int64_t n = 0; n < N; n++) a->pos[n] = pos ? pos[n] : (int32_t)(n % a->T);
-    tlm_decoder_rope_tables(m, N);
+    tlm_decoder_rope_tables(m, N, -1);
 }
 
 void tlm_decoder_embed(tlm_model *m, const int32_t *ids, int64_t N) {

@@ -5,8 +5,9 @@
 #include "model/model.h"
 
 /* The arena's cos/sin tables for its positions a->pos (N of them), for every
- * rope kind some layer uses. */
-void tlm_decoder_rope_tables(tlm_model *m, int64_t N);
+ * rope kind some layer uses. LongRoPE picks its factors from the largest
+ * position of the whole input: max_pos, or (when negative) a->pos's. */
+void tlm_decoder_rope_tables(tlm_model *m, int64_t N, int32_t max_pos);
 /* Embedding of ids [N] into xs[0]. */
 void tlm_decoder_embed(tlm_model *m, const int32_t *ids, int64_t N);
 /* A layer's two halves around attention (generate.c attends over its KV

@@ -83,8 +83,11 @@ class Model(AdapterMixin, GenerationMixin):
         rng = np.random.default_rng(seed)
         identity = 1.0 - model._norm_offset
         for i, (name, shape, *_) in enumerate(model._table):
-            if len(shape) == 2:
-                value = rng.normal(0.0, std, size=shape).astype(np.float32)
+            if len(shape) == 2:  # drawn a block of rows at a time: the same stream, without a float64 copy
+                value = np.empty(shape, dtype=np.float32)
+                step = max(1, (1 << 20) // shape[1])
+                for r in range(0, shape[0], step):
+                    value[r:r + step] = rng.normal(0.0, std, size=(min(step, shape[0] - r), shape[1]))
             else:  # a 1-D weight is a norm's; the rest are biases
                 value = np.full(shape, identity if name.endswith(".weight") else 0.0, dtype=np.float32)
             model._core.set_weight(i, value)

@@ -221,3 +221,57 @@ def reference_outputs(model, ids, mask, labels):
     grads = {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
     return out.logits.detach().numpy(), out.loss.item(), grads
 
+
+
+def sliding_window(config) -> int | None:
+    """The window of the config's windowed layers, or None if it has none
+    (Phi-3 windows every layer; the others the layers typed sliding_attention)."""
+    c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    window = c.get("sliding_window")
+    if window is None:
+        return None
+    if c.get("model_type") == "phi3" or "sliding_attention" in (c.get("layer_types") or []):
+        return int(window)
+    return None
+
+
+def defined_rows(config, mask) -> np.ndarray:
+    """[B, T] bool: the positions whose logits transformers defines. A padded
+    query of a windowed layer that sees no real key (right padding: more than
+    window - 1 past the row's last real token) has every score masked to
+    finfo.min, and softmax spreads it evenly over all keys, future ones
+    included: an artefact, not semantics to match. Real tokens and padded
+    queries that still see a real key are compared."""
+    mask = np.asarray(mask)
+    window = sliding_window(config)
+    if window is None:
+        return np.ones(mask.shape, dtype=bool)
+    real = np.cumsum(mask, axis=1)  # real keys up to and including t
+    before = np.concatenate([np.zeros((mask.shape[0], window), real.dtype), real], axis=1)[:, :mask.shape[1]]
+    return (mask == 1) | (real - before > 0)  # a real key among t-window+1 .. t
+
+
+def bias_grad_scales(model, ids, mask, labels) -> dict:
+    """{bias name: sum|terms| of its gradient}, per element: the sum over
+    tokens (and heads) of |d loss / d module output|, for assert_close's
+    scale. A bias gradient is a sum over tokens that may cancel exactly: k's
+    bias in a NoPE layer (SmolLM3) or in the dims partial RoPE leaves alone
+    (Phi, StableLM) gets none, since softmax ignores a shift common to all
+    keys; the tensor's own largest value is then rounding noise, not a scale."""
+    scales, hooks = {}, []
+    for mname, module in model.named_modules():
+        if isinstance(getattr(module, "bias", None), torch.nn.Parameter):
+            def hook(_module, _grad_in, grad_out, key=f"{mname}.bias"):
+                g = grad_out[0].detach().abs().double()
+                scales[key] = scales.get(key, 0.0) + g.reshape(-1, g.shape[-1]).sum(0).numpy()
+            hooks.append(module.register_full_backward_hook(hook))
+    try:
+        model.zero_grad()
+        out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                    labels=torch.from_numpy(labels))
+        out.loss.backward()
+    finally:
+        for h in hooks:
+            h.remove()
+        model.zero_grad()
+    return scales

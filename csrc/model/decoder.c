@@ -47,7 +47,8 @@ static tlm_status check_inputs(const tlm_model *m, const int32_t *ids, const int
 void tlm_decoder_rope_tables(tlm_model *m, int64_t N, int32_t max_pos) {
     const tlm_config *c = &m->cfg;
     tlm_arena *a = &m->arena;
-    for (int64_t n = 0; max_pos < 0 && n < N; n++) max_pos = a->pos[n] > max_pos ? a->pos[n] : max_pos;
+    if (max_pos < 0)
+        for (int64_t n = 0; n < N; n++) max_pos = a->pos[n] > max_pos ? a->pos[n] : max_pos;
     int used[2] = {0, 0};
     for (int64_t l = 0; l < c->n_layers; l++)
         if (tlm_layer_rope(c, l)) used[tlm_layer_rope_kind(c, l)] = 1;

@@ -158,6 +158,8 @@ typedef struct {
     int norm_bias;               /* LayerNorms carry a bias */
     int sandwich_norms;          /* Gemma 2/3: a norm on the attention and the MLP outputs too */
     int parallel_residual;       /* x + attn(n(x)) + mlp(n(x)) from one norm (Phi-2, StableLM) */
+    float resid_dropout;         /* training mode: dropout on each sublayer's output before the residual
+                                    add (Phi's resid_pdrop); 0 none */
     int qk_norm;                 /* tlm_qk_norm: q and k normed per head before RoPE */
     int qk_norm_bias;
     /* MLP */

@@ -155,7 +155,7 @@ static void layout(tlm_model *m, tlm_arena *a, bump *b) {
 
     a->layer_out = a->train && a->checkpointing ? TAKE_F(b, N * D) : NULL;
     a->dx = a->dh = a->dy = a->dq = a->dk = a->dv = a->dout_attn = a->dq_in = a->dk_in = NULL;
-    a->dk_heads = a->dv_heads = a->dg = a->du = a->dm = a->dfused = a->dhv = NULL;
+    a->dk_heads = a->dv_heads = a->dg = a->du = a->dm = a->dfused = a->dhv = a->dresid = NULL;
     if (a->train) {
         a->dx = TAKE_F(b, N * D);
         a->dh = TAKE_F(b, N * D);
@@ -174,6 +174,7 @@ static void layout(tlm_model *m, tlm_arena *a, bump *b) {
         a->du = TAKE_F(b, N * F);
         a->dm = TAKE_F(b, N * F);
         a->dfused = fused ? TAKE_F(b, N * fused) : NULL;
+        a->dresid = c->resid_dropout > 0.0f ? TAKE_F(b, N * D) : NULL;
         a->dhv = TAKE_F(b, N * D);
     }
 }

@@ -98,6 +98,8 @@ tlm_status tlm_config_check(const tlm_config *c, uint64_t *param_bytes) {
     REQUIRE(c->norm_kind == TLM_NORM_RMS || c->norm_kind == TLM_NORM_LAYER, "unknown norm kind id %d", c->norm_kind);
     FINITE_POSITIVE(c->norm_eps, c->norm_kind == TLM_NORM_RMS ? "rms_norm_eps" : "layer_norm_eps");
     REQUIRE(isfinite(c->norm_offset), "the norm weight offset must be finite");
+    REQUIRE(c->resid_dropout >= 0.0f && c->resid_dropout < 1.0f, "\"resid_pdrop\" must be in [0, 1), got %g",
+            (double)c->resid_dropout);
     REQUIRE(c->qk_norm >= TLM_QK_NORM_NONE && c->qk_norm <= TLM_QK_NORM_PER_HEAD, "unknown q/k norm id %d", c->qk_norm);
     REQUIRE(c->act >= TLM_ACT_SILU && c->act <= TLM_ACT_GELU, "unknown activation id %d", c->act);
     REQUIRE(c->gated || !c->fused_gate_up, "a fused gate_up projection needs a gated MLP");

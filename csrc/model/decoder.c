@@ -120,6 +120,33 @@ static void join3(float *dst, int64_t N, const float *s0, int64_t w0, const floa
     }
 }
 
+/* Residual dropout (Phi's resid_pdrop) in a training step: the masks are
+ * keyed by (step, layer, sublayer), so backward regenerates them. */
+#define RESID_SEED UINT64_C(0x7265736964706472) /* apart from LoRA's masks, keyed by the adapter's seed */
+enum { RESID_ATTN, RESID_MLP };
+
+static uint64_t resid_key(const tlm_model *m, int64_t l, int branch) {
+    return (m->arena.dropout_key * (uint64_t)m->cfg.n_layers + (uint64_t)l) * 2 + (uint64_t)branch;
+}
+
+static int resid_dropout_on(const tlm_model *m) { return m->arena.dropout && m->cfg.resid_dropout > 0.0f; }
+
+static void resid_dropout(tlm_model *m, int64_t l, int branch, float *y) {
+    if (resid_dropout_on(m))
+        tlm_dropout_forward(y, y, m->arena.B * m->arena.T * m->cfg.hidden_size, m->cfg.resid_dropout, RESID_SEED,
+                            resid_key(m, l, branch));
+}
+
+/* dy through the sublayer's dropout (dy itself when there is none). */
+static const float *resid_dropout_grad(tlm_model *m, int64_t l, int branch, const float *dy) {
+    if (!resid_dropout_on(m)) return dy;
+    tlm_arena *a = &m->arena;
+    int64_t n = a->B * a->T * m->cfg.hidden_size;
+    memset(a->dresid, 0, (size_t)n * sizeof(float));
+    tlm_dropout_backward_add(a->dresid, dy, n, m->cfg.resid_dropout, RESID_SEED, resid_key(m, l, branch));
+    return a->dresid;
+}
+
 /* A decoder layer in two halves around attention, shared with generate.c
  * (which attends over its KV cache instead): */
 
@@ -171,6 +198,7 @@ static void mlp_forward(tlm_model *m, int64_t l, const float *h, int64_t N) {
     } else {
         tlm_proj_forward(m, l, TLM_PROJ_DOWN, a->mo, a->m, N);
     }
+    resid_dropout(m, l, RESID_MLP, a->mo);
 }
 
 /* From the attention output o[l]: o_proj, the residual and the MLP; the
@@ -185,6 +213,7 @@ void tlm_layer_finish(tlm_model *m, int64_t l, float *out) {
     } else {
         tlm_proj_forward(m, l, TLM_PROJ_O, a->a, a->o[l], N);
     }
+    resid_dropout(m, l, RESID_ATTN, a->a);
     if (c->parallel_residual) {
         mlp_forward(m, l, a->h, N);
         /* transformers' order: (attn + mlp) + residual */
@@ -383,15 +412,15 @@ static void layer_backward(tlm_model *m, int64_t l, int need_dx) {
     if (c->parallel_residual) {
         /* out = x + attn(n1) + mlp(n1): both branches add into d/d(n1) */
         norm_forward(m, l, TLM_NORM_ATTN, a->h, a->stats, a->xs[l], N);
-        mlp_backward(m, l, a->dx, a->h, dh, 0.0f);
-        attention_backward(m, l, a->dx, a->h, dh, 1.0f);
+        mlp_backward(m, l, resid_dropout_grad(m, l, RESID_MLP, a->dx), a->h, dh, 0.0f);
+        attention_backward(m, l, resid_dropout_grad(m, l, RESID_ATTN, a->dx), a->h, dh, 1.0f);
     } else {
         norm_forward(m, l, TLM_NORM_MLP, a->h, a->stats, a->xmid[l], N);
-        mlp_backward(m, l, a->dx, a->h, a->dh, 0.0f);
+        mlp_backward(m, l, resid_dropout_grad(m, l, RESID_MLP, a->dx), a->h, a->dh, 0.0f);
         /* d/d(xmid) = residual + through the MLP's norm */
         norm_backward(m, l, TLM_NORM_MLP, a->dx, 1.0f, a->dh, a->xmid[l], a->st_mlp[l], N);
         norm_forward(m, l, TLM_NORM_ATTN, a->h, a->stats, a->xs[l], N);
-        attention_backward(m, l, a->dx, a->h, dh, 0.0f);
+        attention_backward(m, l, resid_dropout_grad(m, l, RESID_ATTN, a->dx), a->h, dh, 0.0f);
     }
     /* Below the lowest trainable layer nothing needs d/dx; the input norm's
      * parameters may still need d/d(n1). */

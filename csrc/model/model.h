@@ -74,6 +74,7 @@ typedef struct {
     float *dk_heads, *dv_heads;            /* [N,H*E] */
     float *dg, *du, *dm;                   /* [N,F] */
     float *dfused;                         /* [N, max(QD+2KD, 2F)] */
+    float *dresid;                         /* [N,D] a sublayer output's gradient through its dropout */
     /* LM head + cross-entropy */
     int32_t *valid_rows;                   /* [N] rows with a target */
     int32_t *tv;                           /* [N] their targets */

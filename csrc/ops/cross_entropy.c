@@ -27,7 +27,6 @@ int64_t tlm_lmhead_ce_rows(int64_t V) {
 double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, const float *bias, float softcap,
                      int64_t Nv, int64_t D, int64_t V, float *chunk, float *dhv, float *dW, float *dbias) {
     const int64_t step = tlm_lmhead_ce_rows(V);
-    const float cap = softcap;
     double nll = 0.0;
     for (int64_t r0 = 0; r0 < Nv; r0 += step) {
         int64_t rows = r0 + step < Nv ? step : Nv - r0;
@@ -40,8 +39,8 @@ double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, const f
             float *row = chunk + n * V;
             if (bias)
                 for (int64_t j = 0; j < V; j++) row[j] += bias[j];
-            if (cap > 0.0f) /* as transformers: logits / cap, tanh, * cap */
-                for (int64_t j = 0; j < V; j++) row[j] = cap * tanhf(row[j] / cap);
+            if (softcap > 0.0f) /* as transformers: logits / softcap, tanh, * softcap */
+                for (int64_t j = 0; j < V; j++) row[j] = softcap * tanhf(row[j] / softcap);
             float mx = -INFINITY;
             for (int64_t j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
             double sum = 0.0;
@@ -50,13 +49,13 @@ double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, const f
             double lse = (double)mx + log(sum);
             int32_t t = tv[r0 + n];
             part += lse - (double)row[t];
-            if (dhv) { /* d(nll)/dlogits = softmax - onehot, through the cap */
+            if (dhv) { /* d(nll)/dlogits = softmax - onehot, through the softcap */
                 float l = (float)lse;
-                if (cap > 0.0f) {
-                    float yt = row[t] / cap;
+                if (softcap > 0.0f) {
+                    float yt = row[t] / softcap;
                     #pragma omp simd
                     for (int64_t j = 0; j < V; j++) {
-                        float y = row[j] / cap;
+                        float y = row[j] / softcap;
                         row[j] = tlm_expf(row[j] - l) * (1.0f - y * y);
                     }
                     row[t] -= 1.0f - yt * yt;

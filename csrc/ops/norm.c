@@ -88,7 +88,7 @@ void tlm_norm_backward(const tlm_norm_desc *nd, float *dx, float beta, float *dw
                     sum_g += g;
                     dot += g * (xr[d] - mean);
                 }
-                /* c multiplies x - mean (not xh): r * xh * mean(g xh) = (x - mean) * r^3 * mean(g (x - mean)) */
+                /* r * xh * mean(g * xh) = r * (x - mean) * c, c = r^2 mean(g (x - mean)) */
                 float c = dot * r * r / (float)D, mg = layer ? sum_g / (float)D : 0.0f;
                 float *dxr = dx + n * D;
                 if (beta == 0.0f)

@@ -19,7 +19,7 @@ static const field FIELDS[] = {
     FIELD(names, F_INT), FIELD(vocab_size, F_I64), FIELD(hidden_size, F_I64), FIELD(intermediate_size, F_I64),
     FIELD(n_layers, F_I64), FIELD(n_heads, F_I64), FIELD(n_kv_heads, F_I64), FIELD(head_dim, F_I64),
     FIELD(rotary_dim, F_I64), FIELD(norm_kind, F_INT), FIELD(norm_eps, F_FLOAT), FIELD(norm_offset, F_FLOAT),
-    FIELD(norm_bias, F_INT), FIELD(sandwich_norms, F_INT), FIELD(parallel_residual, F_INT), FIELD(qk_norm, F_INT),
+    FIELD(norm_bias, F_INT), FIELD(sandwich_norms, F_INT), FIELD(parallel_residual, F_INT), FIELD(resid_dropout, F_FLOAT), FIELD(qk_norm, F_INT),
     FIELD(qk_norm_bias, F_INT), FIELD(act, F_INT), FIELD(gated, F_INT), FIELD(attn_scale, F_FLOAT),
     FIELD(attn_softcap, F_FLOAT), FIELD(sliding_window, F_I64), FIELD(embed_scale, F_FLOAT), FIELD(padding_idx, F_I64),
     FIELD(final_softcap, F_FLOAT), FIELD(tie_word_embeddings, F_INT), FIELD(lm_head_bias, F_INT),

@@ -9,10 +9,10 @@ ARCHITECTURES = {"PhiForCausalLM": "phi"}
 
 
 def descriptor(f, arch, quant):
-    f.require_zero("resid_pdrop", "embd_pdrop")
+    f.require_zero("embd_pdrop")
     d = base.descriptor(f, arch, quant, names="phi", act_default="gelu_new", partial_default=0.5)
     d.update(norm_kind=NORM_LAYER, norm_eps=f.float("layer_norm_eps", 1e-5), norm_bias=1, parallel_residual=1,
-             gated=0, qkv_bias=1, o_bias=1, mlp_bias=1, lm_head_bias=1)
+             gated=0, qkv_bias=1, o_bias=1, mlp_bias=1, lm_head_bias=1, resid_dropout=f.float("resid_pdrop", 0.0))
     if f.bool("qk_layernorm"):
         d.update(qk_norm=QK_SHARED, qk_norm_bias=1)
     base.layer_types(f, d)

@@ -7,9 +7,9 @@ ARCHITECTURES = {"Phi3ForCausalLM": "phi3"}
 
 
 def descriptor(f, arch, quant):
-    f.require_zero("resid_pdrop", "embd_pdrop")
+    f.require_zero("embd_pdrop")
     d = base.descriptor(f, arch, quant, names="phi3")
-    d.update(fused_qkv=1, fused_gate_up=1, qkv_bias=0, o_bias=0, mlp_bias=0)
+    d.update(fused_qkv=1, fused_gate_up=1, qkv_bias=0, o_bias=0, mlp_bias=0, resid_dropout=f.float("resid_pdrop", 0.0))
     default = None if f.get("sliding_window") is None else ["sliding_attention"] * d["n_layers"]
     base.layer_types(f, d, default)
     return d

@@ -110,6 +110,71 @@ def test_logits_loss_and_grads_match_transformers(saved, name, dtype):
         assert_close(grads[pname], expected, length=chain.backward, scale=scales.get(pname), what=pname)
 
 
+# Residual dropout (Phi's and Phi-3's resid_pdrop) in a training step.
+# tinylm draws its masks from (seed, key) hashes, not torch's generator, so
+# the reference applies tinylm's own masks through forward hooks on
+# transformers' dropout modules; loss and every gradient must then agree.
+RESID_SEED = 0x7265736964706472  # csrc/model/decoder.c
+
+
+def _resid_masks(model, rng_counter, layers, shape, p):
+    """{(layer, sublayer): tinylm's kept-and-rescaled mask}, sublayer 0 attention, 1 MLP."""
+    n = int(np.prod(shape))
+    masks = {}
+    for l in range(layers):
+        for branch in (0, 1):
+            out = np.empty(n, dtype=np.float32)
+            tinylm._core.ops.dropout_forward(out, np.ones(n, dtype=np.float32), n, p, RESID_SEED,
+                                             (rng_counter * layers + l) * 2 + branch)
+            masks[l, branch] = torch.from_numpy(out.reshape(shape))
+    return masks
+
+
+@pytest.mark.parametrize("name", ["phi2_parallel", "phi3_fused"])
+def test_residual_dropout_equals_transformers_with_the_same_masks(tmp_path, name):
+    p, counter = 0.25, 3
+    save(build(name, resid_pdrop=p), tmp_path)
+    ref = load_reference(tmp_path)
+    ref.train()
+    ids, mask, labels = batch(B=2, T=23)
+    D, L = ref.config.hidden_size, ref.config.num_hidden_layers
+    masks = _resid_masks(ref, counter, L, (*ids.shape, D), p)
+    for l, layer in enumerate(ref.model.layers):
+        if hasattr(layer, "resid_dropout"):  # Phi: one module, called for attention then the MLP
+            calls = []
+
+            def hook(module, args, output, l=l, calls=calls):
+                branch = len(calls) % 2
+                calls.append(branch)
+                return args[0] * masks[l, branch]
+            layer.resid_dropout.register_forward_hook(hook)
+        else:  # Phi-3: one module per sublayer
+            layer.resid_attn_dropout.register_forward_hook(lambda m, a, o, l=l: a[0] * masks[l, 0])
+            layer.resid_mlp_dropout.register_forward_hook(lambda m, a, o, l=l: a[0] * masks[l, 1])
+    ref_logits, ref_loss, ref_grads = reference_outputs(ref, ids, mask, labels)
+
+    model = tinylm.Model.from_pretrained(tmp_path)
+    chain = decoder(ref.config, *ids.shape)
+    model.rng_counter = counter
+    loss = model.loss(ids, labels, attention_mask=mask)
+    assert loss == approx(ref_loss, length=chain.loss)
+    model.zero_grad()
+    model.backward()
+    grads = model.grads()
+    scales = bias_grad_scales(ref, ids, mask, labels)
+    for pname, expected in ref_grads.items():
+        assert_close(grads[pname], expected, length=chain.backward, scale=scales.get(pname), what=pname)
+    # the masks mattered: the same weights without residual dropout give gradients far from these
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "resid_pdrop": 0.0}))
+    plain = tinylm.Model.from_pretrained(tmp_path)
+    plain.loss(ids, labels, attention_mask=mask)
+    plain.backward()
+    moved = [n for n, g in plain.grads().items()
+             if np.abs(g - grads[n]).max() > 100 * bound(chain.backward, np.abs(grads[n]).max())]
+    assert len(moved) > len(grads) // 2, moved
+
+
 def test_loaded_weights_equal_saved_ones(saved):
     """Every family's parameter names and values as transformers reads them
     (exact: both widen the same stored bits to f32); tied heads are not

@@ -34,8 +34,7 @@ typedef struct {
     int nthreads;
     size_t bytes;
     /* inputs kept for backward */
-    int32_t *ids, *mask, *pos;             /* [N] each */
-    int has_mask;
+    int32_t *ids, *mask, *pos;             /* [N] each; mask all ones when none was given */
     int lora_active;                       /* adapter id the layout was planned for (-1: none or merged) */
     int dropout;                           /* this loss() applies dropout (training mode) */
     uint64_t dropout_key;                  /* rng counter of this step's loss() */

@@ -98,14 +98,51 @@ tlm_status tlm_st_write(const char *path, const tlm_st_tensor *tensors, int64_t 
 
 /* ----------------------------------------------------------------- model */
 
-typedef enum { TLM_ARCH_LLAMA = 0, TLM_ARCH_QWEN2 = 1 } tlm_arch;
-/* Storage of the frozen projection weights (q/k/v/o/gate/up/down); embeddings,
- * norms and the LM head stay f32. */
+/* A model is one decoder whose block is described by tlm_config: every
+ * family (Llama, Qwen2/3, Gemma 1/2/3, Phi-2, Phi-3, StableLM, SmolLM3) is
+ * a setting of these fields plus a naming scheme for its parameters. The
+ * Python layer fills them from config.json (tinylm/families/). */
+
+/* How parameters are named (Hugging Face's names; csrc/model/families/). */
+typedef enum {
+    TLM_NAMES_LLAMA = 0,    /* Llama, Qwen2, Qwen3, SmolLM3, Gemma */
+    TLM_NAMES_GEMMA2 = 1,   /* Gemma 2/3: input, post_attention, pre/post_feedforward layernorms */
+    TLM_NAMES_PHI = 2,      /* Phi-2: self_attn.dense, mlp.fc1/fc2, model.final_layernorm */
+    TLM_NAMES_PHI3 = 3,     /* Phi-3: self_attn.qkv_proj, mlp.gate_up_proj (fused) */
+    TLM_NAMES_STABLELM = 4, /* StableLM: Llama's, q/k LayerNorms per head */
+    TLM_NAMES_COUNT
+} tlm_names;
+
+/* Storage of the frozen projection weights; embeddings, norms and the LM
+ * head stay f32. */
 typedef enum { TLM_WEIGHTS_F32 = 0, TLM_WEIGHTS_NF4 = 1, TLM_WEIGHTS_INT8 = 2 } tlm_weight_storage;
-typedef enum { TLM_ROPE_DEFAULT = 0, TLM_ROPE_LINEAR = 1, TLM_ROPE_LLAMA3 = 2 } tlm_rope_type;
+typedef enum { TLM_ROPE_DEFAULT = 0, TLM_ROPE_LINEAR = 1, TLM_ROPE_LLAMA3 = 2, TLM_ROPE_LONGROPE = 3 } tlm_rope_type;
+
+#define TLM_MAX_LAYERS 4096
+#define TLM_MAX_ROPE_PAIRS 256   /* longrope factors per rotary pair */
+
+/* Rotary frequencies of one kind of layer, as transformers' rope_parameters. */
+typedef struct {
+    tlm_rope_type type;
+    float theta;
+    float factor;                          /* linear, llama3 */
+    float low_freq_factor, high_freq_factor; /* llama3 */
+    int64_t original_max_position;         /* llama3; longrope: longer sequences use long_factor */
+    float attention_factor;                /* longrope: multiplies cos and sin; 1 otherwise */
+    float short_factor[TLM_MAX_ROPE_PAIRS], long_factor[TLM_MAX_ROPE_PAIRS]; /* longrope [R/2] */
+} tlm_rope;
+
+/* Per-layer switches (tlm_config.layer_flags). */
+enum {
+    TLM_LAYER_SLIDING = 1,   /* sliding-window attention (window, rope[1]) */
+    TLM_LAYER_NO_ROPE = 2,   /* no rotary embedding (SmolLM3's no_rope_layers) */
+};
+
+typedef enum { TLM_QK_NORM_NONE = 0, TLM_QK_NORM_SHARED = 1, TLM_QK_NORM_PER_HEAD = 2 } tlm_qk_norm;
 
 typedef struct {
-    tlm_arch arch;
+    tlm_names names;
+    /* dimensions */
     int64_t vocab_size;          /* V */
     int64_t hidden_size;         /* D */
     int64_t intermediate_size;   /* F */
@@ -113,17 +150,40 @@ typedef struct {
     int64_t n_heads;             /* H */
     int64_t n_kv_heads;          /* K; H % K == 0 */
     int64_t head_dim;            /* E */
-    float rms_norm_eps;
-    float rope_theta;
-    tlm_rope_type rope_type;
-    float rope_factor;                   /* linear, llama3 */
-    float rope_low_freq_factor;          /* llama3 */
-    float rope_high_freq_factor;         /* llama3 */
-    int64_t rope_original_max_position;  /* llama3 */
+    int64_t rotary_dim;          /* R: leading elements of a head RoPE rotates (even, <= E) */
+    /* norms: every norm of the model is this kind */
+    int norm_kind;               /* tlm_norm_kind: 0 RMS, 1 LayerNorm */
+    float norm_eps;
+    float norm_offset;           /* RMS scales by (w + offset): 1 for Gemma */
+    int norm_bias;               /* LayerNorms carry a bias */
+    int sandwich_norms;          /* Gemma 2/3: a norm on the attention and the MLP outputs too */
+    int parallel_residual;       /* x + attn(n(x)) + mlp(n(x)) from one norm (Phi-2, StableLM) */
+    float resid_dropout;         /* training mode: dropout on each sublayer's output before the residual
+                                    add (Phi's resid_pdrop); 0 none */
+    int qk_norm;                 /* tlm_qk_norm: q and k normed per head before RoPE */
+    int qk_norm_bias;
+    /* MLP */
+    int act;                     /* tlm_act */
+    int gated;                   /* act(gate) * up; else act(fc1) */
+    /* attention */
+    float attn_scale;            /* scores = attn_scale * q.k */
+    float attn_softcap;          /* 0: none */
+    int64_t sliding_window;      /* window of TLM_LAYER_SLIDING layers */
+    tlm_rope rope[2];            /* [0] full-attention layers, [1] sliding-window layers */
+    uint8_t layer_flags[TLM_MAX_LAYERS]; /* [L] TLM_LAYER_* */
+    /* head and embedding */
+    float embed_scale;           /* the embedding output times this (Gemma: sqrt(D)); 1 otherwise */
+    int64_t padding_idx;         /* pad_token_id: its row gets no gradient through the lookup
+                                    (nn.Embedding's padding_idx, as transformers builds it); -1 none */
+    float final_softcap;         /* logits = cap * tanh(logits / cap); 0: none */
     int tie_word_embeddings;
-    int qkv_bias;                /* q/k/v projections carry a bias */
-    int o_bias;                  /* o_proj carries a bias */
-    int mlp_bias;                /* gate/up/down carry a bias */
+    int lm_head_bias;
+    /* projections */
+    int qkv_bias;                /* q/k/v (or qkv) carry a bias */
+    int o_bias;
+    int mlp_bias;
+    int fused_qkv;               /* one qkv projection, q then k then v */
+    int fused_gate_up;           /* one gate_up projection, gate then up */
     tlm_weight_storage weights;  /* how projection weights are stored */
 } tlm_config;
 
@@ -223,16 +283,24 @@ void tlm_int8_rows_quantize(const float *x, int64_t rows, int64_t cols, int8_t *
 
 /* ------------------------------------------------------------------ LoRA */
 
-/* The adaptable projections of a decoder layer, in the order per-layer
- * arrays use ([L * TLM_PROJ_COUNT], layer-major). */
+/* The projections of a decoder layer, as the model reports them: the same
+ * list for every layer, in Hugging Face's module order; per-projection arrays
+ * are [L * tlm_model_n_proj(m)], layer-major. */
 typedef enum {
-    TLM_PROJ_Q, TLM_PROJ_K, TLM_PROJ_V, TLM_PROJ_O, TLM_PROJ_GATE, TLM_PROJ_UP, TLM_PROJ_DOWN, TLM_PROJ_COUNT
-} tlm_proj;
+    TLM_PROJ_Q, TLM_PROJ_K, TLM_PROJ_V, TLM_PROJ_QKV, TLM_PROJ_O,
+    TLM_PROJ_GATE, TLM_PROJ_UP, TLM_PROJ_GATE_UP, TLM_PROJ_DOWN, TLM_PROJ_ROLES
+} tlm_proj_role;
 
-/* In and out features of a projection under this config. */
-void tlm_proj_dims(const tlm_config *c, int proj, int64_t *in, int64_t *out);
+typedef struct {
+    const char *module;   /* Hugging Face module name within a layer, e.g. "self_attn.q_proj" */
+    tlm_proj_role role;
+    int64_t in, out;      /* features: the weight is [out, in] */
+} tlm_proj_info;
 
-/* Adds a LoRA adapter. ranks and scales are [L * TLM_PROJ_COUNT]; rank 0
+int tlm_model_n_proj(const tlm_model *m);
+tlm_status tlm_model_proj(const tlm_model *m, int p, tlm_proj_info *out);
+
+/* Adds a LoRA adapter. ranks and scales are [L * tlm_model_n_proj(m)]; rank 0
  * leaves that projection alone. Creates the parameters
  * "<module>.lora_A.<name>.weight" [R, In] and "<module>.lora_B.<name>.weight"
  * [Out, R] (zeroed, trainable) in a block of the adapter's own, so existing

@@ -176,22 +176,57 @@ def test_kill_while_writing_a_checkpoint_then_resume(point, half_written, train_
         assert final[name] == uninterrupted[name], f"{name}: the resumed run must end where an unkilled one does"
 
 
+def test_kill_while_pruning_an_old_checkpoint(train_files, uninterrupted, tmp_path):
+    """save_total_limit=3: checkpoint 4 deletes checkpoint 1. Killed in the
+    middle of that deletion, the run leaves checkpoint 1 either whole or gone
+    (renamed away first, then emptied), never a folder with half its files."""
+    out = tmp_path / "run"
+    with stopped_at("folder:remove:1", writer("train", *train_files, out, STEPS)):
+        assert checkpoint_steps(out) == [2, 3, 4]
+        assert [t for t in temps(out) if os.sep not in t and t.startswith("checkpoint-1.tmp-")]
+    for step in checkpoint_steps(out):
+        assert_complete_checkpoint(out / f"checkpoint-{step}")
+    run(writer("train", *train_files, out, STEPS, "resume"))
+    assert temps(out) == []
+    final = cw.digest(out / f"checkpoint-{STEPS}")
+    assert final["adapter_model.safetensors"] == uninterrupted["adapter_model.safetensors"]
+
+
+def _run_timing_checkpoints(cmd, out, steps):
+    """Runs cmd to the end, noting when each checkpoint appears: the seconds
+    one training step (with its checkpoint) takes."""
+    proc, seen = spawn(cmd), {}
+    while proc.poll() is None:
+        for step in checkpoint_steps(out):
+            seen.setdefault(step, time.monotonic())
+        time.sleep(0.005)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    times = sorted(seen.values())
+    return (times[-1] - times[0]) / max(len(times) - 1, 1)
+
+
 def test_random_kills_during_training(train_files, tmp_path):
     """Kills a training run (a checkpoint every step) at random times, a
     bounded number of times, resuming after each kill; every checkpoint on
     disk is complete after every kill, and the run ends where an unkilled
-    one does. TINYLM_CRASH_SEED picks the times (printed on failure)."""
+    one does. A kill lands at a random point of a random step short of the
+    last (after that step's predecessor's checkpoint appeared), so it does
+    not depend on how fast the machine is. TINYLM_CRASH_SEED picks the times
+    (printed on failure)."""
     seed = int(os.environ.get("TINYLM_CRASH_SEED", "0"))
     rng = random.Random(seed)
     steps, rounds = 10, 4
     clean = tmp_path / "clean"
-    start = time.monotonic()
-    run(writer("train", *train_files, clean, steps))
-    duration = time.monotonic() - start
+    step_time = _run_timing_checkpoints(writer("train", *train_files, clean, steps), clean, steps)
     out, killed, mid_write = tmp_path / "run", 0, 0
     for _ in range(rounds):
-        proc = spawn(writer("train", *train_files, out, steps, "resume" if checkpoint_steps(out) else "fresh"))
-        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        done = max(checkpoint_steps(out), default=0)
+        target = rng.randint(done, steps - 2)  # the checkpoint after which this run dies
+        proc = spawn(writer("train", *train_files, out, steps, "resume" if done else "fresh"))
+        while proc.poll() is None and max(checkpoint_steps(out), default=0) < target:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.9) * step_time)
         if proc.poll() is None:
             kill(proc)
             killed += 1

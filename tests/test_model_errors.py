@@ -142,7 +142,7 @@ def test_missing_config_field(model_dir):
 @pytest.mark.parametrize("change,match", [
     ({"architectures": ["MistralForCausalLM"]}, "MistralForCausalLM"),
     ({"architectures": ["GPTNeoXForCausalLM"]}, "GPTNeoXForCausalLM"),
-    ({"hidden_act": "gelu"}, "hidden_act.*gelu"),
+    ({"hidden_act": "relu"}, "hidden_act.*relu"),
     ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "yarn"),
     ({"attention_dropout": 0.1}, "attention_dropout"),
 ])

@@ -212,6 +212,13 @@ class Chain:
     backward: int  # every parameter gradient
 
 
+# Families (tests/test_families.py) whose blocks have stages a Llama has not.
+_GEMMA_TYPES = ("gemma", "gemma2", "gemma3_text")
+_SANDWICH_TYPES = ("gemma2", "gemma3_text")     # a norm on the attention and MLP outputs too
+_LAYERNORM_TYPES = ("phi", "stablelm")          # LayerNorm, not RMSNorm
+_QK_NORM_TYPES = ("qwen3", "gemma3_text")       # q and k normed per head before RoPE
+
+
 def decoder(config, B: int, T: int, *, lora_r: int = 0, tokens: int | None = None) -> Chain:
     """The chain lengths of a decoder (an HF config dict or PretrainedConfig)
     on a [B, T] batch. lora_r: the rank of adapters on the projections (their
@@ -223,7 +230,26 @@ def decoder(config, B: int, T: int, *, lora_r: int = 0, tokens: int | None = Non
     the tokens. Backward adds the same chain transposed (LM head over V,
     down's input over D, gate/up's over 2F, o_proj's over D, attention over E
     and T, q/k/v's over (H+2K)E, norms over D) and the weight-gradient sums
-    over the B*T tokens."""
+    over the B*T tokens.
+
+    Stages of the other families, added where the config has them (forward,
+    and the same again backward, where the chain runs through them twice):
+    - LayerNorm (Phi, StableLM): the mean, then the sum of squared deviations
+      from it, both over D (2D), and the bias: 2D + NORM_OPS + 1 per norm.
+    - Gemma's (1 + w) norms: one more rounded operation per norm; the input
+      embedding times sqrt(D): one.
+    - Sandwich norms (Gemma 2/3): a norm on the attention output and one on
+      the MLP output, each a full norm over D.
+    - q/k norms (Qwen3, Gemma3 RMSNorm; Phi's and StableLM's qk_layernorm
+      LayerNorm): a norm over E in front of RoPE.
+    - Soft-capping (Gemma2's attention scores, the final logits): a division,
+      a tanh and a product: ACT_OPS + 2 each.
+    - A parallel residual (Phi-2, StableLM): x + attn + mlp, one more sum; the
+      two branches are counted one after the other, an over-count.
+    - LongRoPE's attention_factor: one more product on cos and sin; an
+      lm_head bias: one more sum.
+    A sliding window only shortens the softmax and P.V sums (counted over T
+    still), and NoPE layers skip RoPE: both over-counts, which are harmless."""
     c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     D, F, L, V = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]
     H = c["num_attention_heads"]
@@ -231,14 +257,34 @@ def decoder(config, B: int, T: int, *, lora_r: int = 0, tokens: int | None = Non
     E = c.get("head_dim") or D // H
     r = lora_r
     N = B * T
-    norm = D + NORM_OPS
-    attention = (norm + (D + r) + ROPE_OPS + (E + 1) + (T + SOFTMAX_OPS) + T + (H * E + r) + 1)
-    mlp = norm + (D + r) + ACT_OPS + 1 + (F + r) + 1
-    forward = L * (attention + mlp) + norm + D
+    model_type = c.get("model_type", "")
+    layer_norm = model_type in _LAYERNORM_TYPES
+    gemma = model_type in _GEMMA_TYPES
+
+    def norm_of(n):
+        return 2 * n + NORM_OPS + 1 if layer_norm else n + NORM_OPS + (1 if gemma else 0)
+
+    norm = norm_of(D)
+    qk_norm = norm_of(E) if model_type in _QK_NORM_TYPES or c.get("qk_layernorm") else 0
+    sandwich = norm if model_type in _SANDWICH_TYPES else 0
+    cap = ACT_OPS + 2
+    attn_cap = cap if model_type == "gemma2" and c.get("attn_logit_softcapping") else 0
+    final_cap = cap if c.get("final_logit_softcapping") else 0
+    parallel = 1 if model_type == "phi" or c.get("use_parallel_residual") else 0
+    rope_type = (c.get("rope_parameters") or c.get("rope_scaling") or {}).get("rope_type")
+    rope = ROPE_OPS + (1 if rope_type == "longrope" else 0)
+    embed = 1 if gemma else 0
+    head_bias = 1 if model_type == "phi" else 0
+
+    attention = (norm + (D + r) + qk_norm + rope + (E + 1) + attn_cap + (T + SOFTMAX_OPS) + T + (H * E + r)
+                 + sandwich + 1)
+    mlp = norm + (D + r) + ACT_OPS + 1 + (F + r) + sandwich + 1 + parallel
+    forward = embed + L * (attention + mlp) + norm + D + head_bias + final_cap
     loss = forward + V + SOFTMAX_OPS + (tokens if tokens is not None else N)
-    back_attention = norm + ((H + 2 * K) * E + 3 * r) + ROPE_OPS + E + 2 * T + T + SOFTMAX_OPS + (D + r) + 1
-    back_mlp = norm + (2 * F + 2 * r) + ACT_OPS + (D + r) + 1
-    backward = loss + V + norm + L * (back_attention + back_mlp) + N + r
+    back_attention = (norm + ((H + 2 * K) * E + 3 * r) + qk_norm + rope + E + attn_cap + 2 * T + T + SOFTMAX_OPS
+                      + (D + r) + sandwich + 1)
+    back_mlp = norm + (2 * F + 2 * r) + ACT_OPS + (D + r) + sandwich + 1 + parallel
+    backward = loss + final_cap + V + norm + L * (back_attention + back_mlp) + embed + N + r
     return Chain(forward=forward, loss=loss, backward=backward)
 
 

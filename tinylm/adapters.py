@@ -21,8 +21,6 @@ import numpy as np
 from tinylm import _core, atomic, checkpoint
 from tinylm.errors import FormatError, UnsupportedError
 
-PROJ_MODULES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 CONFIG_NAME, WEIGHTS_NAME = "adapter_config.json", "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."
 
@@ -79,9 +77,10 @@ class LoraConfig:
                    base_model_name_or_path=cfg.get("base_model_name_or_path"))
 
 
-def module_names(n_layers: int) -> list[str]:
-    """The adaptable modules, in the core's [L * 7] order."""
-    return [f"model.layers.{l}.{proj}" for l in range(n_layers) for proj in PROJ_MODULES]
+def module_names(projections: list[str], n_layers: int) -> list[str]:
+    """The adaptable modules (a layer's projections, as the model reports
+    them), in the core's [L * P] order."""
+    return [f"model.layers.{l}.{proj}" for l in range(n_layers) for proj in projections]
 
 
 def _matches(spec, key: str) -> bool:
@@ -101,14 +100,16 @@ def _pattern_value(patterns: dict, key: str, default):
     return default
 
 
-def resolve(config: LoraConfig, n_layers: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def resolve(config: LoraConfig, projections: list[str], n_layers: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per-module ranks (int64) and scales (float32) in the core's order, and
-    the matched target names as PEFT records them (module suffixes)."""
+    the matched target names as PEFT records them (module suffixes).
+    projections: a layer's projection modules (e.g. "self_attn.q_proj")."""
     targets = config.target_modules
+    short = [p.rsplit(".", 1)[1] for p in projections]
     if targets is None:
         raise ValueError("target_modules is required (e.g. [\"q_proj\", \"v_proj\"] or \"all-linear\")")
     if isinstance(targets, str) and targets.lower() == "all-linear":
-        targets = [p.split(".")[1] for p in PROJ_MODULES]
+        targets = short  # PEFT: every linear layer but the output head
     elif isinstance(targets, (list, tuple, set)):
         targets = list(targets)
     elif not isinstance(targets, str):
@@ -119,14 +120,14 @@ def resolve(config: LoraConfig, n_layers: int) -> tuple[np.ndarray, np.ndarray, 
     layers = None if layers is None else {layers} if isinstance(layers, int) else set(layers)
     if config.use_rslora and (config.rank_pattern or config.alpha_pattern):
         raise ValueError("use_rslora cannot be combined with rank_pattern or alpha_pattern (as in PEFT)")
-    names = module_names(n_layers)
+    names = module_names(projections, n_layers)
     ranks = np.zeros(len(names), dtype=np.int64)
     scales = np.zeros(len(names), dtype=np.float32)
     matched = set()
     for i, key in enumerate(names):
         if config.exclude_modules and _matches(config.exclude_modules, key):
             continue
-        if not _matches(targets, key) or (layers is not None and i // len(PROJ_MODULES) not in layers):
+        if not _matches(targets, key) or (layers is not None and i // len(projections) not in layers):
             continue
         r = int(_pattern_value(config.rank_pattern, key, config.r))
         alpha = float(_pattern_value(config.alpha_pattern, key, config.lora_alpha))
@@ -137,12 +138,12 @@ def resolve(config: LoraConfig, n_layers: int) -> tuple[np.ndarray, np.ndarray, 
         matched.add(key.rsplit(".", 1)[1])
     if not matched:
         raise ValueError(f"target_modules {config.target_modules!r} match no module of this model; "
-                         f"adaptable modules are {', '.join(p.split('.')[1] for p in PROJ_MODULES)}")
+                         f"adaptable modules are {', '.join(short)}")
     if isinstance(targets, list):
         unknown = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
         if unknown:
             raise ValueError(f"target_modules {unknown} are not modules of this model; "
-                             f"adaptable modules are {', '.join(p.split('.')[1] for p in PROJ_MODULES)}")
+                             f"adaptable modules are {', '.join(short)}")
     return ranks, scales, sorted(matched)
 
 
@@ -152,6 +153,12 @@ class AdapterMixin:
 
     def _init_adapters(self):
         self._adapters: dict[str, tuple[int, LoraConfig, list[str]]] = {}  # name -> (core id, config, targets)
+        # a layer's projections as the core reports them: module -> (index, in, out)
+        self._projections = {module: (p, n_in, n_out) for p, (module, n_in, n_out)
+                             in enumerate(self._core.projections())}
+
+    def _resolve(self, config: LoraConfig):
+        return resolve(config, list(self._projections), self._n_layers)
 
     def add_lora(self, r: int = 16, alpha: float = 32, dropout: float = 0.0, target_modules="all-linear",
                  name: str = "default", use_rslora: bool = False, seed: int = 0, **peft_options) -> None:
@@ -171,7 +178,7 @@ class AdapterMixin:
                 param[...] = rng.uniform(-bound, bound, size=param.shape).astype(np.float32)
 
     def _add_adapter(self, name: str, config: LoraConfig) -> None:
-        ranks, scales, targets = resolve(config, self._config["num_hidden_layers"])
+        ranks, scales, targets = self._resolve(config)
         adapter_id = self._core.lora_add(name, ranks, scales, float(config.lora_dropout), int(config.seed))
         self._refresh_table()
         self._adapters[name] = (adapter_id, config, targets)
@@ -251,10 +258,10 @@ class AdapterMixin:
     def _merged_param(self, name: str) -> np.ndarray:
         """A base weight with the active adapter folded in (a copy)."""
         match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)\.weight", name)
-        if not match or match.group(2) not in PROJ_MODULES:
+        if not match or match.group(2) not in self._projections:
             return self.weight(name)
         out = np.empty(self._table[self._index[name]][1], dtype=np.float32)
-        self._core.lora_merged_weight(int(match.group(1)), PROJ_MODULES.index(match.group(2)), out)
+        self._core.lora_merged_weight(int(match.group(1)), self._projections[match.group(2)][0], out)
         return out
 
     # ------------------------------------------------------------- PEFT files
@@ -298,7 +305,7 @@ class AdapterMixin:
         config.seed = seed
         if name is None:
             name = "default" if "default" not in self._adapters else os.path.basename(os.path.normpath(path))
-        ranks, _, _ = resolve(config, self._config["num_hidden_layers"])
+        ranks, _, _ = self._resolve(config)
         with _core.SafetensorsFile(weights) as st:
             sources = self._match_adapter_file(st, ranks, weights)  # checked before anything is created
             self._add_adapter(name, config)
@@ -312,10 +319,11 @@ class AdapterMixin:
         implies, checking presence, shape and dtype, and that nothing is left."""
         tensors = {n: (dtype, tuple(shape)) for n, dtype, shape in st.tensors()}
         sources = {}
-        for i, module in enumerate(module_names(self._config["num_hidden_layers"])):
+        layer_modules = list(self._projections)
+        for i, module in enumerate(module_names(layer_modules, self._n_layers)):
             if not ranks[i]:
                 continue
-            n_in, n_out = self._proj_dims(PROJ_MODULES[i % len(PROJ_MODULES)])
+            _, n_in, n_out = self._projections[layer_modules[i % len(layer_modules)]]
             for kind, shape in (("lora_A", (int(ranks[i]), n_in)), ("lora_B", (n_out, int(ranks[i])))):
                 key = f"{PEFT_PREFIX}{module}.{kind}.weight"
                 found = next((k for k in tensors if k == key or re.fullmatch(
@@ -333,13 +341,3 @@ class AdapterMixin:
             raise FormatError(f"{weights}: tensor \"{next(iter(tensors))}\" matches no LoRA module of this "
                               f"base model under the adapter's config")
         return sources
-
-    def _proj_dims(self, proj: str) -> tuple[int, int]:
-        """(in, out) features of a projection, from the config."""
-        c = self._config
-        hidden, inter = c["hidden_size"], c["intermediate_size"]
-        head_dim = c.get("head_dim") or hidden // c["num_attention_heads"]
-        q, kv = c["num_attention_heads"] * head_dim, c.get("num_key_value_heads", c["num_attention_heads"]) * head_dim
-        return {"q_proj": (hidden, q), "k_proj": (hidden, kv), "v_proj": (hidden, kv), "o_proj": (q, hidden),
-                "gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}[
-            proj.split(".")[1]]

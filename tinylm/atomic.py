@@ -157,6 +157,19 @@ def write_folder(final: str | os.PathLike, fill) -> None:
     fsync_dir(parent)
 
 
+def remove_folder(path: str | os.PathLike) -> None:
+    """Deletes a folder as one step to anyone listing its parent: renamed to
+    a temporary name first, so a crash during the deletion leaves a
+    temporary folder (removed by the next remove_stale), never a
+    half-emptied one under its own name."""
+    path = os.path.abspath(os.fspath(path))
+    doomed = temp_name(path)
+    os.rename(path, doomed)
+    fsync_dir(os.path.dirname(path))
+    _core.test_point("folder:remove")
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
 def _sync_tree(folder: str) -> None:
     # Files written by the atomic writers are synced already; copies and
     # whatever else fill() wrote are not. Then the folder's own entries.

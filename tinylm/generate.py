@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinylm import _core
+from tinylm.batch_inputs import as_ids as _as_ids
 
 
 @dataclass
@@ -230,7 +231,16 @@ class GenerationMixin:
                     r.finish = "stop" if r.cut is not None else None
             if all(r.finish for r in rows) or step == max_new - 1:
                 break
-            session.feed(nxt.astype(np.int32), 1, logits)
+            ids = np.concatenate([ids, nxt.astype(np.int32)[:, None]], axis=1)
+            if ids.shape[1] == self._reencode_at:
+                # LongRoPE: the cached keys were rotated with the short
+                # factors; once the sequence passes the original context the
+                # whole of it is encoded again with the long ones (as
+                # transformers' Phi3 does at that step)
+                session.begin(pad)
+                session.feed(ids, ids.shape[1], logits)
+            else:
+                session.feed(ids[:, -1:].copy(), 1, logits)
 
     def token_logprobs(self, input_ids, labels, attention_mask=None, position_ids=None) -> np.ndarray:
         """Log-likelihood of each label under the model, float32 [B, T], with
@@ -238,8 +248,6 @@ class GenerationMixin:
         (Hugging Face's shift), 0 at t = 0 and where labels are -100. So
         -sum() / count equals loss() on the same batch. Inference only:
         nothing is kept for backward."""
-        from tinylm.model import _as_ids  # here, not at the top: tinylm.model imports this module
-
         ids = _as_ids(input_ids, "input_ids")
         labs = _as_ids(labels, "labels", ids.shape)
         mask = None if attention_mask is None else _as_ids(attention_mask, "attention_mask", ids.shape)

@@ -14,31 +14,17 @@ import warnings
 
 import numpy as np
 
-from tinylm import _core, atomic, checkpoint
+from tinylm import _core, atomic, checkpoint, families
 from tinylm.adapters import AdapterMixin
-from tinylm.config import config_path, core_kwargs, read_config
+from tinylm.batch_inputs import as_ids as _as_ids
+from tinylm.config import config_path, read_config
 from tinylm.errors import FormatError
 from tinylm.generate import GenerationMixin
 
 
-def _as_ids(array, name: str, shape: tuple | None = None) -> np.ndarray:
-    """int32 [B, T] from a list, a 1-D sequence (one row) or an array."""
-    out = np.asarray(array)
-    if out.ndim == 1:
-        out = out[None, :]
-    if out.ndim != 2:
-        raise ValueError(f"{name} must be [batch, seq_len], got shape {list(out.shape)}")
-    if out.size and not np.issubdtype(out.dtype, np.integer) and not np.issubdtype(out.dtype, np.bool_):
-        raise TypeError(f"{name} must hold integers, got {out.dtype}")
-    if shape is not None and out.shape != shape:
-        raise ValueError(f"{name} has shape {list(out.shape)} but input_ids has {list(shape)}")
-    if out.shape[0] == 0 or out.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {list(out.shape)})")
-    return np.ascontiguousarray(out, dtype=np.int32)
-
-
 class Model(AdapterMixin, GenerationMixin):
-    """A causal language model (LlamaForCausalLM, Qwen2ForCausalLM).
+    """A causal language model of any family in tinylm.families (Llama,
+    Qwen2/3, Gemma 1/2/3, Phi-2, Phi-3, StableLM, SmolLM3).
 
     >>> model = Model.from_pretrained("path/to/hf_model")
     >>> logits = model.forward([[1, 2, 3]])            # float32 [B, T, V]
@@ -48,9 +34,13 @@ class Model(AdapterMixin, GenerationMixin):
     def __init__(self, config: dict, *, source: str = "config", quant: str | None = None):
         self._config = copy.deepcopy(config)
         self.quant = quant
-        kwargs = core_kwargs(config, source, quant)
+        descriptor = families.descriptor(config, source, quant)
+        self._n_layers = descriptor["n_layers"]
+        self._norm_offset = descriptor["norm_offset"]
+        rope = descriptor["rope"][0]  # generate() re-encodes at the length where LongRoPE switches factors
+        self._reencode_at = rope["original_max_position"] + 1 if rope["type"] == families.LONGROPE else None
         try:
-            self._core = _core.Model(**kwargs)
+            self._core = _core.Model(**descriptor)
         except ValueError as exc:
             # The core's own check of the dimensions (ranges, the parameter
             # count), made before it allocates: a fault of the config.
@@ -86,15 +76,20 @@ class Model(AdapterMixin, GenerationMixin):
     @classmethod
     def from_config(cls, config: dict, seed: int = 0, quant: str | None = None) -> "Model":
         """A model with fresh weights initialised as transformers does: linear
-        and embedding weights ~ N(0, initializer_range), biases 0, norms 1."""
+        and embedding weights ~ N(0, initializer_range), biases 0, norms the
+        identity (weight 1, or 0 for Gemma's (1 + w) norms)."""
         model = cls(config, quant=quant)
         std = float(config.get("initializer_range", 0.02))
         rng = np.random.default_rng(seed)
+        identity = 1.0 - model._norm_offset
         for i, (name, shape, *_) in enumerate(model._table):
-            if len(shape) == 2:
-                value = rng.normal(0.0, std, size=shape).astype(np.float32)
-            else:
-                value = np.full(shape, 1.0 if name.endswith("norm.weight") else 0.0, dtype=np.float32)
+            if len(shape) == 2:  # drawn a block of rows at a time: the same stream, without a float64 copy
+                value = np.empty(shape, dtype=np.float32)
+                step = max(1, (1 << 20) // shape[1])
+                for r in range(0, shape[0], step):
+                    value[r:r + step] = rng.normal(0.0, std, size=(min(step, shape[0] - r), shape[1]))
+            else:  # a 1-D weight is a norm's; the rest are biases
+                value = np.full(shape, identity if name.endswith(".weight") else 0.0, dtype=np.float32)
             model._core.set_weight(i, value)
         return model
 

@@ -4,18 +4,18 @@
  * An adapter's A and B matrices are ordinary parameter slots (so gradients,
  * AdamW, clipping and freezing treat them like any other parameter) whose
  * data lives in a block owned by the adapter. */
+#include "adapters/lora.h"
 #include "core/internal.h"
-#include "model/model.h"
-#include "ops/ops.h"
+#include "model/params.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-static const char *const PROJ_MODULE[TLM_PROJ_COUNT] = {
-    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
-};
+/* Module name of entry i of a [L * n_proj] array. */
+static const char *module_of(const tlm_model *m, int64_t i) {
+    return tlm_names_of(m->cfg.names)->proj[m->projs.role[i % m->projs.n]];
+}
 
 static void lora_free(tlm_lora *a) {
     free(a->name);
@@ -42,14 +42,13 @@ static tlm_status validate(const tlm_model *m, const char *name, const int64_t *
             return tlm_fail(TLM_EINVAL, "an adapter named \"%s\" already exists", name);
     if (!(dropout >= 0.0f && dropout < 1.0f))
         return tlm_fail(TLM_EINVAL, "LoRA dropout must be in [0, 1), got %g", (double)dropout);
-    int64_t n = m->cfg.n_layers * TLM_PROJ_COUNT, adapted = 0;
+    int64_t P = m->projs.n, n = m->cfg.n_layers * P, adapted = 0;
     for (int64_t i = 0; i < n; i++) {
         if (ranks[i] < 0)
-            return tlm_fail(TLM_EINVAL, "LoRA rank of layer %lld %s is negative", (long long)(i / TLM_PROJ_COUNT),
-                            PROJ_MODULE[i % TLM_PROJ_COUNT]);
+            return tlm_fail(TLM_EINVAL, "LoRA rank of layer %lld %s is negative", (long long)(i / P), module_of(m, i));
         if (ranks[i] > 0 && !isfinite(scales[i]))
-            return tlm_fail(TLM_EINVAL, "LoRA scale of layer %lld %s is not finite", (long long)(i / TLM_PROJ_COUNT),
-                            PROJ_MODULE[i % TLM_PROJ_COUNT]);
+            return tlm_fail(TLM_EINVAL, "LoRA scale of layer %lld %s is not finite", (long long)(i / P),
+                            module_of(m, i));
         adapted += ranks[i] > 0;
     }
     if (!adapted) return tlm_fail(TLM_EINVAL, "adapter \"%s\" adapts no projection (every rank is 0)", name);
@@ -60,7 +59,7 @@ tlm_status tlm_lora_add(tlm_model *m, const char *name, const int64_t *ranks, co
                         uint64_t seed, int *id) {
     TLM_TRY(validate(m, name, ranks, scales, dropout));
     const tlm_config *c = &m->cfg;
-    int64_t n = c->n_layers * TLM_PROJ_COUNT;
+    int64_t P = m->projs.n, n = c->n_layers * P;
     tlm_lora *grown = realloc(m->adapters, (size_t)(m->n_adapters + 1) * sizeof *grown);
     if (!grown) return tlm_fail(TLM_ENOMEM, "out of memory adding adapter \"%s\"", name);
     m->adapters = grown;
@@ -83,13 +82,10 @@ tlm_status tlm_lora_add(tlm_model *m, const char *name, const int64_t *ranks, co
     for (int64_t i = 0; i < n; i++) {
         a->a_idx[i] = a->b_idx[i] = -1;
         if (!ranks[i]) continue;
-        int64_t in, out, l = i / TLM_PROJ_COUNT;
-        tlm_proj_dims(c, (int)(i % TLM_PROJ_COUNT), &in, &out);
-        snprintf(pname, sizeof pname, "model.layers.%lld.%s.lora_A.%s.weight", (long long)l,
-                 PROJ_MODULE[i % TLM_PROJ_COUNT], name);
+        int64_t l = i / P, in = m->projs.in[i % P], out = m->projs.out[i % P];
+        snprintf(pname, sizeof pname, "model.layers.%lld.%s.lora_A.%s.weight", (long long)l, module_of(m, i), name);
         if ((a->a_idx[i] = tlm_model_add_param(m, pname, ranks[i], in, 1)) < 0) goto oom_slots;
-        snprintf(pname, sizeof pname, "model.layers.%lld.%s.lora_B.%s.weight", (long long)l,
-                 PROJ_MODULE[i % TLM_PROJ_COUNT], name);
+        snprintf(pname, sizeof pname, "model.layers.%lld.%s.lora_B.%s.weight", (long long)l, module_of(m, i), name);
         if ((a->b_idx[i] = tlm_model_add_param(m, pname, out, ranks[i], 1)) < 0) goto oom_slots;
         numel += ((ranks[i] * in + 15) & ~(int64_t)15) + ((out * ranks[i] + 15) & ~(int64_t)15);
     }
@@ -126,31 +122,21 @@ tlm_status tlm_lora_set_active(tlm_model *m, int id) {
     return TLM_OK;
 }
 
-static int64_t max_proj_elems(const tlm_config *c) {
-    int64_t most = 0, in, out;
-    for (int p = 0; p < TLM_PROJ_COUNT; p++) {
-        tlm_proj_dims(c, p, &in, &out);
-        most = tlm_max_i64(most, in * out);
-    }
-    return most;
-}
-
 /* W += sign * scale * B A over every adapted projection of the active
  * adapter. A quantized W is dequantized, merged in f32 and requantized (so
  * merging into an NF4/int8 base is lossy, as in PEFT). */
 static tlm_status fold(tlm_model *m, float sign) {
     if (m->active < 0) return tlm_fail(TLM_EINVAL, "no active adapter to merge");
     const tlm_lora *a = &m->adapters[m->active];
-    const tlm_config *c = &m->cfg;
+    int64_t P = m->projs.n;
     float *tmp = NULL;
-    for (int64_t i = 0; i < c->n_layers * TLM_PROJ_COUNT; i++) {
+    for (int64_t i = 0; i < m->cfg.n_layers * P; i++) {
         if (!a->ranks[i]) continue;
-        int64_t in, out, l = i / TLM_PROJ_COUNT;
-        int p = (int)(i % TLM_PROJ_COUNT), w = m->layer_params[l][tlm_proj_weight_role(p)];
-        tlm_proj_dims(c, p, &in, &out);
+        int64_t l = i / P, in = m->projs.in[i % P], out = m->projs.out[i % P];
+        int w = m->layer_params[l][TLM_ROLE_PROJ_W(m->projs.role[i % P])];
         float *W = m->params[w].data;
         if (m->params[w].qw) {
-            if (!tmp && !(tmp = malloc((size_t)max_proj_elems(c) * sizeof(float))))
+            if (!tmp && !(tmp = malloc((size_t)m->projs.max_elems * sizeof(float))))
                 return tlm_fail(TLM_ENOMEM, "out of memory merging adapter \"%s\"", a->name);
             tlm_status st = tlm_model_get_weight(m, w, tmp);
             if (st != TLM_OK) { free(tmp); return st; }
@@ -183,11 +169,10 @@ tlm_status tlm_lora_unmerge(tlm_model *m) {
 }
 
 tlm_status tlm_lora_merged_weight(tlm_model *m, int64_t layer, int proj, float *out) {
-    if (layer < 0 || layer >= m->cfg.n_layers || proj < 0 || proj >= TLM_PROJ_COUNT)
+    if (layer < 0 || layer >= m->cfg.n_layers || proj < 0 || proj >= m->projs.n)
         return tlm_fail(TLM_EINVAL, "no projection %d in layer %lld", proj, (long long)layer);
-    int64_t in, n_out, i = layer * TLM_PROJ_COUNT + proj;
-    tlm_proj_dims(&m->cfg, proj, &in, &n_out);
-    TLM_TRY(tlm_model_get_weight(m, m->layer_params[layer][tlm_proj_weight_role(proj)], out));
+    int64_t i = layer * m->projs.n + proj, in = m->projs.in[proj], n_out = m->projs.out[proj];
+    TLM_TRY(tlm_model_get_weight(m, m->layer_params[layer][TLM_ROLE_PROJ_W(m->projs.role[proj])], out));
     const tlm_lora *a = tlm_active_lora(m);
     if (a && a->ranks[i])
         tlm_lora_merge_weight(out, tlm_pdata(m, a->a_idx[i]), tlm_pdata(m, a->b_idx[i]), a->scales[i], n_out, in,

@@ -3,9 +3,9 @@
  * The layout is computed by walking the same list twice: once to measure,
  * once to hand out pointers. The block only grows; a step with the same (or
  * smaller) shape reuses it, so the training loop never allocates. */
+#include "adapters/lora.h"
 #include "core/internal.h"
-#include "model/model.h"
-#include "ops/ops.h"
+#include "model/arena.h"
 
 #include <omp.h>
 
@@ -31,7 +31,7 @@ static float **take_layer_ptrs(bump *b, int64_t count) { return (float **)take(b
 static void layout_lora(tlm_model *m, tlm_arena *a, bump *b) {
     const tlm_config *c = &m->cfg;
     const tlm_lora *lora = tlm_active_lora(m);
-    int64_t N = a->B * a->T, n = c->n_layers * TLM_PROJ_COUNT;
+    int64_t N = a->B * a->T, P = m->projs.n, n = c->n_layers * P;
     a->lora_active = lora ? m->active : -1;
     a->xa = take_layer_ptrs(b, n);
     a->lora_in = a->lora_t = a->lora_dx = NULL;
@@ -40,20 +40,19 @@ static void layout_lora(tlm_model *m, tlm_arena *a, bump *b) {
             for (int64_t i = 0; i < n; i++) a->xa[i] = NULL;
         return;
     }
-    int64_t max_r = 0, max_in = tlm_max_i64(c->hidden_size, tlm_max_i64(c->intermediate_size,
-                                                                          c->n_heads * c->head_dim));
+    int64_t max_r = 0, max_in = m->projs.max_in;
     for (int64_t i = 0; i < n; i++) max_r = tlm_max_i64(max_r, lora->ranks[i]);
     /* x A^T must live until the projection's backward: per (layer,
      * projection) in training, per projection when layers are recomputed one
      * at a time, and one buffer in inference, where it is used at once. */
     float *shared = a->train ? NULL : TAKE_F(b, N * max_r);
-    float *per_proj[TLM_PROJ_COUNT] = {0};
+    float *per_proj[TLM_PROJ_ROLES] = {0};
     if (a->train && a->checkpointing)
-        for (int p = 0; p < TLM_PROJ_COUNT; p++) per_proj[p] = TAKE_F(b, N * max_r);
+        for (int p = 0; p < P; p++) per_proj[p] = TAKE_F(b, N * max_r);
     for (int64_t i = 0; i < n; i++) {
         float *xa = !lora->ranks[i] ? NULL
                     : !a->train     ? shared
-                    : a->checkpointing ? per_proj[i % TLM_PROJ_COUNT]
+                    : a->checkpointing ? per_proj[i % P]
                                        : TAKE_F(b, N * lora->ranks[i]);
         if (b->base) a->xa[i] = xa;
     }
@@ -69,26 +68,29 @@ static void layout_lora(tlm_model *m, tlm_arena *a, bump *b) {
 /* Room to dequantize a quantized weight a tile of rows at a time: about a
  * megabyte, at least 64 rows, so each tile's GEMM is still a big one. */
 static void layout_quant(tlm_model *m, tlm_arena *a, bump *b) {
-    const tlm_config *c = &m->cfg;
     a->qtile = a->qblocks = NULL;
     a->qtile_rows = 0;
-    if (c->weights == TLM_WEIGHTS_F32) return;
-    int64_t max_in = 0, max_elems = 0;
-    for (int p = 0; p < TLM_PROJ_COUNT; p++) {
-        int64_t in, out;
-        tlm_proj_dims(c, p, &in, &out);
-        max_in = tlm_max_i64(max_in, in);
-        max_elems = tlm_max_i64(max_elems, in * out);
-    }
+    if (m->cfg.weights == TLM_WEIGHTS_F32) return;
+    int64_t max_in = m->projs.max_in, max_elems = m->projs.max_elems;
     a->qtile_rows = tlm_max_i64(64, ((int64_t)1 << 18) / max_in);
     a->qtile = TAKE_F(b, a->qtile_rows * max_in);
     a->qblocks = TAKE_F(b, max_elems / 64 + 2);
 }
 
+/* A per-layer tensor that only some configs have: NULL pointers otherwise. */
+#define PER_LAYER(field, cond, count)                                     \
+    do {                                                                  \
+        float *t_ = (cond) ? TAKE_F(b, count) : NULL;                     \
+        if (b->base)                                                      \
+            for (int64_t l = s; l < L; l += slots) a->field[l] = t_;      \
+    } while (0)
+
 static void layout(tlm_model *m, tlm_arena *a, bump *b) {
     const tlm_config *c = &m->cfg;
-    int64_t N = a->B * a->T, D = c->hidden_size, F = c->intermediate_size, L = c->n_layers;
-    int64_t QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim, E = c->head_dim;
+    int64_t N = a->B * a->T, D = c->hidden_size, F = c->intermediate_size, L = c->n_layers, H = c->n_heads;
+    int64_t QD = H * c->head_dim, KD = c->n_kv_heads * c->head_dim, R = c->rotary_dim;
+    int64_t fused = tlm_max_i64(c->fused_qkv ? QD + 2 * KD : 0, c->fused_gate_up ? 2 * F : 0);
+    int qk = c->qk_norm != TLM_QK_NORM_NONE, sandwich = c->sandwich_norms, seq = !c->parallel_residual;
     /* saved tensors per layer, or one shared set (inference, or checkpointing
      * where backward recomputes each layer into it) */
     int64_t slots = a->train && !a->checkpointing ? L : 1;
@@ -96,43 +98,53 @@ static void layout(tlm_model *m, tlm_arena *a, bump *b) {
     a->ids = TAKE_I(b, N);
     a->mask = TAKE_I(b, N);
     a->pos = TAKE_I(b, N);
-    a->targets = TAKE_I(b, N);
-    a->cos_t = TAKE_F(b, N * E / 2);
-    a->sin_t = TAKE_F(b, N * E / 2);
+    for (int kind = 0; kind < 2; kind++) {
+        a->cos_t[kind] = TAKE_F(b, N * R / 2 + 1);
+        a->sin_t[kind] = TAKE_F(b, N * R / 2 + 1);
+    }
 
     a->xs = take_layer_ptrs(b, L + 1);
-    a->rstd1 = take_layer_ptrs(b, L);
-    a->rstd2 = take_layer_ptrs(b, L);
-    a->q = take_layer_ptrs(b, L);
-    a->k = take_layer_ptrs(b, L);
-    a->v = take_layer_ptrs(b, L);
-    a->o = take_layer_ptrs(b, L);
-    a->lse = take_layer_ptrs(b, L);
-    a->xmid = take_layer_ptrs(b, L);
-    a->g = take_layer_ptrs(b, L);
-    a->u = take_layer_ptrs(b, L);
+    float ***per_layer[] = {&a->st_attn, &a->st_mlp, &a->q_in, &a->k_in, &a->st_q, &a->st_k, &a->q, &a->k, &a->v,
+                            &a->o, &a->lse, &a->attn_raw, &a->st_attn_post, &a->xmid, &a->g, &a->u, &a->mlp_raw,
+                            &a->st_mlp_post};
+    for (size_t i = 0; i < sizeof per_layer / sizeof *per_layer; i++) *per_layer[i] = take_layer_ptrs(b, L);
     float *xs_block = TAKE_F(b, (a->train ? L + 1 : 2) * N * D);
     for (int64_t s = 0; s < slots; s++) {
-        float *rstd1 = TAKE_F(b, N), *rstd2 = TAKE_F(b, N);
-        float *q = TAKE_F(b, N * QD), *k = TAKE_F(b, N * KD), *v = TAKE_F(b, N * KD), *o = TAKE_F(b, N * QD);
-        float *lse = TAKE_F(b, a->B * c->n_heads * a->T);
-        float *xmid = TAKE_F(b, N * D), *g = TAKE_F(b, N * F), *u = TAKE_F(b, N * F);
-        if (!b->base) continue;
-        for (int64_t l = s; l < L; l += slots) {
-            a->rstd1[l] = rstd1, a->rstd2[l] = rstd2, a->q[l] = q, a->k[l] = k, a->v[l] = v, a->o[l] = o;
-            a->lse[l] = lse, a->xmid[l] = xmid, a->g[l] = g, a->u[l] = u;
-        }
+        PER_LAYER(st_attn, 1, 2 * N);
+        PER_LAYER(st_mlp, seq, 2 * N);
+        PER_LAYER(q_in, qk, N * QD);
+        PER_LAYER(k_in, qk, N * KD);
+        PER_LAYER(st_q, qk, 2 * N * H);
+        PER_LAYER(st_k, qk, 2 * N * c->n_kv_heads);
+        PER_LAYER(q, 1, N * QD);
+        PER_LAYER(k, 1, N * KD);
+        PER_LAYER(v, 1, N * KD);
+        PER_LAYER(o, 1, N * QD);
+        PER_LAYER(lse, 1, a->B * H * a->T);
+        PER_LAYER(attn_raw, sandwich, N * D);
+        PER_LAYER(st_attn_post, sandwich, 2 * N);
+        PER_LAYER(xmid, seq, N * D);
+        PER_LAYER(g, 1, N * F);
+        PER_LAYER(u, c->gated, N * F);
+        PER_LAYER(mlp_raw, sandwich, N * D);
+        PER_LAYER(st_mlp_post, sandwich, 2 * N);
     }
     if (b->base)
         for (int64_t l = 0; l <= L; l++) a->xs[l] = xs_block + (a->train ? l : l % 2) * N * D;
-    a->rstd_f = TAKE_F(b, N);
+    a->st_f = TAKE_F(b, 2 * N);
     a->h_f = TAKE_F(b, N * D);
 
     a->h = TAKE_F(b, N * D);
     a->a = TAKE_F(b, N * D);
+    a->mo = TAKE_F(b, N * D);
     a->m = TAKE_F(b, N * F);
+    a->fused = fused ? TAKE_F(b, N * fused) : NULL;
+    a->stats = TAKE_F(b, 2 * N * H);
     a->attn_scratch = TAKE_F(b, (int64_t)a->nthreads * tlm_attention_scratch_floats(a->T));
-    a->norm_scratch = TAKE_F(b, (int64_t)a->nthreads * D);
+    int64_t norm_scratch = tlm_max_i64(tlm_norm_scratch_floats(&m->norm, D),
+                                       tlm_max_i64(tlm_norm_scratch_floats(&m->q_norm, c->head_dim),
+                                                   tlm_norm_scratch_floats(&m->k_norm, c->head_dim)));
+    a->norm_scratch = TAKE_F(b, (int64_t)a->nthreads * norm_scratch);
     a->valid_rows = TAKE_I(b, N);
     a->tv = TAKE_I(b, N);
     a->hv = TAKE_F(b, N * D);
@@ -142,21 +154,28 @@ static void layout(tlm_model *m, tlm_arena *a, bump *b) {
     layout_quant(m, a, b);
 
     a->layer_out = a->train && a->checkpointing ? TAKE_F(b, N * D) : NULL;
+    a->dx = a->dh = a->dy = a->dq = a->dk = a->dv = a->dout_attn = a->dq_in = a->dk_in = NULL;
+    a->dk_heads = a->dv_heads = a->dg = a->du = a->dm = a->dfused = a->dhv = a->dresid = NULL;
     if (a->train) {
         a->dx = TAKE_F(b, N * D);
         a->dh = TAKE_F(b, N * D);
+        a->dy = TAKE_F(b, N * D);
         a->dq = TAKE_F(b, N * QD);
         a->dk = TAKE_F(b, N * KD);
         a->dv = TAKE_F(b, N * KD);
         a->dout_attn = TAKE_F(b, N * QD);
+        if (qk) {
+            a->dq_in = TAKE_F(b, N * QD);
+            a->dk_in = TAKE_F(b, N * KD);
+        }
         a->dk_heads = TAKE_F(b, N * QD);
         a->dv_heads = TAKE_F(b, N * QD);
         a->dg = TAKE_F(b, N * F);
         a->du = TAKE_F(b, N * F);
         a->dm = TAKE_F(b, N * F);
+        a->dfused = fused ? TAKE_F(b, N * fused) : NULL;
+        a->dresid = c->resid_dropout > 0.0f ? TAKE_F(b, N * D) : NULL;
         a->dhv = TAKE_F(b, N * D);
-    } else {
-        a->dhv = NULL;
     }
 }
 

@@ -1,16 +1,14 @@
-/* model.h: the model object shared by model/, optim/ and (later) adapters/. */
+/* model.h: the model object's data, shared by model/, adapters/ and optim/.
+ * Functions live in one header per module, each depending only downward:
+ *   layout.h (leaf) <- params.h <- adapters/lora.h <- proj.h, arena.h <- decoder.h
+ * and model.c, the composition root, creates and frees the whole. */
 #ifndef TLM_MODEL_H
 #define TLM_MODEL_H
 
-#include "tlm.h"
+#include "model/layout.h"
+#include "ops/ops.h"
 #include "quant/quant.h"
-
-/* Parameters of one decoder layer, by role; -1 where the config has none. */
-enum {
-    P_IN_NORM, P_WQ, P_BQ, P_WK, P_BK, P_WV, P_BV, P_WO, P_BO,
-    P_POST_NORM, P_WG, P_BG, P_WU, P_BU, P_WD, P_BD,
-    P_LAYER_ROLES
-};
+#include "tlm.h"
 
 typedef struct {
     char *name;
@@ -21,24 +19,26 @@ typedef struct {
     tlm_qweight *qw;      /* set instead of data for a quantized projection weight */
     int64_t grad_offset;  /* into grad_block and the AdamW moment blocks; -1 while frozen */
     int trainable, decay;
+    int group;            /* slots of one per-head norm: consecutive, trained together (count in the first); 1 otherwise */
 } tlm_param_slot;
 
 /* Activations for one (B, T): every pointer below is into one arena block.
- * In training mode each layer keeps its own saved tensors; in inference mode
- * all layers share one set and the residual stream ping-pongs. */
+ * In training mode each layer keeps its own saved tensors (or, with
+ * checkpointing, one shared set that backward refills layer by layer); in
+ * inference mode all layers share one set and the residual stream
+ * ping-pongs. Tensors a config does not use are NULL. */
 typedef struct {
     int64_t B, T;
     int train;
-    int checkpointing;                     /* training keeps layer inputs only (one shared slot) */
+    int checkpointing;
     int nthreads;
     size_t bytes;
     /* inputs kept for backward */
-    int32_t *ids, *mask, *pos, *targets;   /* [N] each */
-    int has_mask;
+    int32_t *ids, *mask, *pos;             /* [N] each; mask all ones when none was given */
     int lora_active;                       /* adapter id the layout was planned for (-1: none or merged) */
     int dropout;                           /* this loss() applies dropout (training mode) */
     uint64_t dropout_key;                  /* rng counter of this step's loss() */
-    float **xa;                            /* [L * TLM_PROJ_COUNT] -> [N, R] x A^T of each adapted projection */
+    float **xa;                            /* [L * n_proj] -> [N, R] x A^T of each adapted projection */
     float *lora_in;                        /* [N, maxIn] dropout(x) of the LoRA path */
     float *lora_t;                         /* [N, maxR] dy B */
     float *lora_dx;                        /* [N, maxIn] the LoRA path's input gradient */
@@ -46,25 +46,34 @@ typedef struct {
     float *qtile;                          /* [qtile_rows, maxIn] dequantized rows of a quantized weight */
     float *qblocks;                        /* [max NF4 blocks of a weight] their absmax, dequantized */
     int64_t qtile_rows;
-    float *cos_t, *sin_t;                  /* [N, E/2] */
-    /* per layer (arrays of L pointers; L+1 for xs) */
+    float *cos_t[2], *sin_t[2];            /* [N, R/2] per rope kind (full, sliding layers) */
+    /* saved per layer (arrays of L pointers; L+1 for xs) */
     float **xs;                            /* [N,D] residual stream entering layer l; xs[L] leaves the last */
-    float **rstd1, **rstd2;                /* [N] */
-    float **q, **k, **v, **o;              /* [N,H*E], [N,K*E], [N,K*E], [N,H*E] (q, k after RoPE) */
+    float **st_attn, **st_mlp;             /* [N,2] stats of the attention / MLP input norms */
+    float **q_in, **k_in;                  /* [N,H*E], [N,K*E] q and k before their norms (q/k norm) */
+    float **st_q, **st_k;                  /* [N*H,2], [N*K,2] q/k norm stats */
+    float **q, **k, **v, **o;              /* [N,H*E], [N,K*E], [N,K*E], [N,H*E] (q, k after norm and RoPE) */
     float **lse;                           /* [B,H,T] attention log-sum-exp */
-    float **xmid;                          /* [N,D] residual after attention */
-    float **g, **u;                        /* [N,F] gate and up projections */
-    float *rstd_f, *h_f;                   /* [N], [N,D] final norm */
+    float **attn_raw, **st_attn_post;      /* [N,D], [N,2] attention output before its post norm (sandwich) */
+    float **xmid;                          /* [N,D] residual after attention (sequential residual) */
+    float **g, **u;                        /* [N,F] gate (or fc1) and up projections */
+    float **mlp_raw, **st_mlp_post;        /* [N,D], [N,2] MLP output before its post norm (sandwich) */
+    float *st_f, *h_f;                     /* [N,2], [N,D] final norm */
     /* scratch shared by all layers */
-    float *h, *a;                          /* [N,D] norm output, projection output */
-    float *m;                              /* [N,F] SwiGLU output */
+    float *h, *a, *mo;                     /* [N,D] norm output, attention output, MLP output */
+    float *m;                              /* [N,F] activation output */
+    float *fused;                          /* [N, max(QD+2KD, 2F)] a fused projection's output, before the split */
+    float *stats;                          /* [N*H,2] stats of a recomputed norm (discarded) */
     float *attn_scratch;                   /* [nthreads * tlm_attention_scratch_floats(T)] */
-    float *norm_scratch;                   /* [nthreads * D] */
+    float *norm_scratch;                   /* [nthreads * max norm scratch] */
     /* backward scratch (train only) */
-    float *dx, *dh;                        /* [N,D] */
+    float *dx, *dh, *dy;                   /* [N,D] */
     float *dq, *dk, *dv, *dout_attn;       /* [N,H*E], [N,K*E], [N,K*E], [N,H*E] */
+    float *dq_in, *dk_in;                  /* [N,H*E], [N,K*E] through the q/k norms */
     float *dk_heads, *dv_heads;            /* [N,H*E] */
     float *dg, *du, *dm;                   /* [N,F] */
+    float *dfused;                         /* [N, max(QD+2KD, 2F)] */
+    float *dresid;                         /* [N,D] a sublayer output's gradient through its dropout */
     /* LM head + cross-entropy */
     int32_t *valid_rows;                   /* [N] rows with a target */
     int32_t *tv;                           /* [N] their targets */
@@ -78,26 +87,28 @@ typedef struct {
     char *name;
     float dropout;
     uint64_t seed;
-    int64_t *ranks;      /* [L * TLM_PROJ_COUNT]; 0 = not adapted */
-    float *scales;       /* [L * TLM_PROJ_COUNT] alpha / r (or alpha / sqrt(r)) */
-    int *a_idx, *b_idx;  /* [L * TLM_PROJ_COUNT] param indices, -1 where rank 0 */
+    int64_t *ranks;      /* [L * n_proj]; 0 = not adapted */
+    float *scales;       /* [L * n_proj] alpha / r (or alpha / sqrt(r)) */
+    int *a_idx, *b_idx;  /* [L * n_proj] param indices, -1 where rank 0 */
     float *block;        /* all A and B of this adapter */
 } tlm_lora;
 
 struct tlm_model {
     tlm_config cfg;
+    tlm_proj_list projs;                   /* the projections of every layer */
+    tlm_norm_desc norm, q_norm, k_norm;    /* the model's norms; the q/k norms over heads */
     int64_t n_params;
     tlm_param_slot *params;
-    int (*layer_params)[P_LAYER_ROLES];    /* [L][role] -> param index or -1 */
-    int embed, final_norm, lm_head;        /* param indices; lm_head == embed when tied */
+    int (*layer_params)[TLM_LAYER_ROLES];  /* [L][role] -> param index or -1 */
+    int embed, final_norm, final_norm_b, lm_head, lm_head_b; /* param indices; lm_head == embed when tied; -1 absent */
     float *param_block;                    /* all parameters, f32 */
     int64_t param_numel;
     float *grad_block;                     /* trainable parameters' gradients */
     float *adam_m, *adam_v;                /* same layout as grad_block */
-    float *head_pending;                   /* [V,D] d(sum NLL)/dW of a trainable LM head, from loss() */
+    float *head_pending, *head_b_pending;  /* [V,D], [V] d(sum NLL)/d(LM head), from loss() */
     int64_t grad_numel;
     int grads_planned;                     /* grad_block matches the trainable set */
-    float *inv_freq;                       /* [E/2] */
+    float *inv_freq[2][2];                 /* [rope kind][short, long] -> [R/2] */
     tlm_arena arena;
     void *arena_block;
     size_t arena_capacity;
@@ -115,35 +126,13 @@ struct tlm_model {
     float last_loss;
 };
 
-/* arena.c: plans (and grows if needed) the arena for (B, T, train). */
-tlm_status tlm_arena_plan(tlm_model *m, int64_t B, int64_t T, int train);
-void tlm_arena_release(tlm_model *m);
-
-/* params.c: lays out the gradient block for the current trainable set;
- * appends a parameter slot (growing the table) with data in a caller block. */
-tlm_status tlm_model_plan_grads(tlm_model *m);
-int tlm_model_add_param(tlm_model *m, const char *name, int64_t rows, int64_t cols, int decay);
-
-/* adapters/lora.c */
-void tlm_lora_free_all(tlm_model *m);
-
-/* decoder.c: a layer's two halves around attention (generate.c attends
- * over its KV cache between them). Both work on the arena's current (B, T). */
-void tlm_layer_attention_inputs(tlm_model *m, int64_t l);
-void tlm_layer_finish(tlm_model *m, int64_t l, float *out);
-
-/* proj.c: a decoder projection (y = x W^T + b) plus the active LoRA path. */
-int tlm_proj_weight_role(int p);
-const tlm_lora *tlm_active_lora(const tlm_model *m); /* NULL when none or merged */
-void tlm_proj_forward(tlm_model *m, int64_t l, int p, float *y, const float *x, int64_t N);
-/* dx = beta*dx + d/dx (dx may be NULL); grads of W, b, A, B accumulate. */
-void tlm_proj_backward(tlm_model *m, int64_t l, int p, float *dx, float beta, const float *dy, const float *x,
-                       int64_t N);
-
 static inline float *tlm_pdata(tlm_model *m, int idx) { return idx < 0 ? NULL : m->params[idx].data; }
 static inline float *tlm_pgrad(tlm_model *m, int idx) {
     if (idx < 0 || !m->grad_block || m->params[idx].grad_offset < 0) return NULL;
     return m->grad_block + m->params[idx].grad_offset;
 }
+/* A layer's parameter by role (TLM_ROLE_*): its data, its gradient (NULL when frozen or absent). */
+#define TLM_LW(m, l, role) tlm_pdata((m), (m)->layer_params[l][role])
+#define TLM_LG(m, l, role) tlm_pgrad((m), (m)->layer_params[l][role])
 
 #endif

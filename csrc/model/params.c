@@ -1,86 +1,13 @@
-/* params.c: the model object, its Hugging Face-named parameter table, and the
- * planned blocks for parameters and gradients. */
+/* params.c: the Hugging Face-named parameter table, and the planned blocks
+ * for parameters and gradients. */
 #include "core/internal.h"
-#include "model/model.h"
-#include "ops/ops.h"
+#include "model/params.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Bounds on config.json's dimensions, far above any model tinylm targets
- * (0.05B to 3B parameters) but low enough that every size derived from them
- * fits in 64 bits, so a hostile or corrupt config is refused here, before
- * anything is allocated, instead of overflowing or exhausting memory. */
-#define MAX_VOCAB (INT64_C(1) << 24)        /* the largest vocabularies in use are ~256K */
-#define MAX_WIDTH (INT64_C(1) << 20)        /* hidden_size, intermediate_size */
-#define MAX_COUNT (INT64_C(1) << 12)        /* layers, heads, head_dim */
-#define MAX_POSITION (INT64_C(1) << 31)     /* rope original_max_position_embeddings */
-#define MAX_PARAMS (INT64_C(1) << 36)       /* 69B parameters, 275 GB of f32 */
+#define R16(x) (((x) + 15) & ~(int64_t)15)
 
-/* Elements of the parameter block, each tensor rounded up to 16 floats as
- * allocate_base lays them out. The bounds above keep every term below 2^60. */
-static int64_t param_numel(const tlm_config *c) {
-    int64_t D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
-    int64_t QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
-#define R16(x) (((x) + 15) & ~INT64_C(15))
-    int64_t layer = R16(D) + R16(QD * D) + 2 * R16(KD * D) + R16(D * QD) + R16(D) + 2 * R16(F * D) + R16(D * F);
-    if (c->qkv_bias) layer += R16(QD) + 2 * R16(KD);
-    if (c->o_bias) layer += R16(D);
-    if (c->mlp_bias) layer += 2 * R16(F) + R16(D);
-    int64_t total = R16(V * D) * (c->tie_word_embeddings ? 1 : 2) + R16(D) + c->n_layers * layer;
-#undef R16
-    return total;
-}
-
-tlm_status tlm_config_check(const tlm_config *c, uint64_t *param_bytes) {
-#define REQUIRE(cond, ...) do { if (!(cond)) return tlm_fail(TLM_EINVAL, __VA_ARGS__); } while (0)
-#define IN_RANGE(field, name, max)                                                                          \
-    REQUIRE(c->field > 0 && c->field <= (max), "\"%s\" must be in [1, %lld], got %lld", name, (long long)(max), \
-            (long long)c->field)
-    REQUIRE(c->arch == TLM_ARCH_LLAMA || c->arch == TLM_ARCH_QWEN2, "unknown architecture id %d", (int)c->arch);
-    IN_RANGE(vocab_size, "vocab_size", MAX_VOCAB);
-    IN_RANGE(hidden_size, "hidden_size", MAX_WIDTH);
-    IN_RANGE(intermediate_size, "intermediate_size", MAX_WIDTH);
-    IN_RANGE(n_layers, "num_hidden_layers", MAX_COUNT);
-    IN_RANGE(n_heads, "num_attention_heads", MAX_COUNT);
-    IN_RANGE(n_kv_heads, "num_key_value_heads", MAX_COUNT);
-    IN_RANGE(head_dim, "head_dim", MAX_COUNT);
-    REQUIRE(c->n_heads % c->n_kv_heads == 0, "\"num_key_value_heads\" (%lld) must divide \"num_attention_heads\" (%lld)",
-            (long long)c->n_kv_heads, (long long)c->n_heads);
-    REQUIRE(c->head_dim % 2 == 0, "\"head_dim\" must be even, got %lld", (long long)c->head_dim);
-    /* !(x > 0) also refuses NaN; isfinite refuses what would make RoPE or
-     * RMSNorm inf or NaN everywhere */
-    REQUIRE(c->rms_norm_eps > 0.0f && isfinite(c->rms_norm_eps), "\"rms_norm_eps\" must be finite and > 0, got %g",
-            (double)c->rms_norm_eps);
-    REQUIRE(c->rope_theta > 0.0f && isfinite(c->rope_theta), "\"rope_theta\" must be finite and > 0, got %g",
-            (double)c->rope_theta);
-    REQUIRE(c->weights == TLM_WEIGHTS_F32 || c->weights == TLM_WEIGHTS_NF4 || c->weights == TLM_WEIGHTS_INT8,
-            "unknown weight storage id %d", (int)c->weights);
-    REQUIRE(c->rope_type == TLM_ROPE_DEFAULT || c->rope_type == TLM_ROPE_LINEAR || c->rope_type == TLM_ROPE_LLAMA3,
-            "unknown rope type id %d", (int)c->rope_type);
-    if (c->rope_type != TLM_ROPE_DEFAULT)
-        REQUIRE(c->rope_factor > 0.0f && isfinite(c->rope_factor), "rope_scaling \"factor\" must be finite and > 0");
-    if (c->rope_type == TLM_ROPE_LLAMA3)
-        REQUIRE(c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_low_freq_factor > 0.0f &&
-                    isfinite(c->rope_high_freq_factor) && c->rope_original_max_position > 0 &&
-                    c->rope_original_max_position <= MAX_POSITION,
-                "llama3 rope_scaling needs finite high_freq_factor > low_freq_factor > 0 and "
-                "original_max_position_embeddings in [1, %lld]", (long long)MAX_POSITION);
-    int64_t numel = param_numel(c);
-    REQUIRE(numel <= MAX_PARAMS, "these dimensions make %lld parameters, more than the %lld tinylm allows "
-            "(vocab_size %lld, hidden_size %lld, intermediate_size %lld, num_hidden_layers %lld)",
-            (long long)numel, (long long)MAX_PARAMS, (long long)c->vocab_size, (long long)c->hidden_size,
-            (long long)c->intermediate_size, (long long)c->n_layers);
-#undef IN_RANGE
-#undef REQUIRE
-    if (param_bytes) *param_bytes = (uint64_t)numel * sizeof(float);
-    return TLM_OK;
-}
-
-/* Appends one parameter slot (data set by the caller); returns its index,
- * or -1 when out of memory. The table grows; slots are addressed by index,
- * so growing never invalidates anything held outside. */
 int tlm_model_add_param(tlm_model *m, const char *name, int64_t rows, int64_t cols, int decay) {
     if (m->n_params == m->params_capacity) {
         int64_t cap = m->params_capacity ? 2 * m->params_capacity : 64;
@@ -100,97 +27,127 @@ int tlm_model_add_param(tlm_model *m, const char *name, int64_t rows, int64_t co
     p->grad_offset = -1;
     p->trainable = 1;
     p->decay = decay;
+    p->group = 1;
     m->grads_planned = 0;
     return (int)m->n_params++;
 }
 
-static const int PROJ_WEIGHT_ROLES[] = {P_WQ, P_WK, P_WV, P_WO, P_WG, P_WU, P_WD};
+/* "<prefix><module>.<what>" into the slot table; -1 when out of memory. */
+static int add_named(tlm_model *m, const char *prefix, const char *module, const char *what, int64_t rows,
+                     int64_t cols, int decay) {
+    char name[384];
+    snprintf(name, sizeof name, "%s%s.%s", prefix, module, what);
+    return tlm_model_add_param(m, name, rows, cols, decay);
+}
 
-/* Gives the projection weights quantized storage (frozen); the rest of the
- * base gets one f32 block. */
-static int allocate_base(tlm_model *m) {
-    if (m->cfg.weights != TLM_WEIGHTS_F32)
-        for (int64_t l = 0; l < m->cfg.n_layers; l++)
-            for (size_t r = 0; r < sizeof PROJ_WEIGHT_ROLES / sizeof *PROJ_WEIGHT_ROLES; r++) {
-                tlm_param_slot *p = &m->params[m->layer_params[l][PROJ_WEIGHT_ROLES[r]]];
-                p->qw = calloc(1, sizeof *p->qw);
-                if (!p->qw || tlm_qweight_alloc(p->qw, m->cfg.weights, p->shape[0], p->shape[1]) < 0) return -1;
-                p->trainable = 0;
+/* A layer's norm: one weight (and bias), or per-head norms (StableLM's
+ * q_layernorm.norms.<h>) as consecutive slots the norm op reads as rows of
+ * one [groups, R16(E)] table, trained together. */
+static int add_norm(tlm_model *m, const char *prefix, const char *module, tlm_norm_role r, int *lp) {
+    const tlm_config *c = &m->cfg;
+    int64_t groups = tlm_layout_norm_groups(c, r), width = tlm_layout_norm_width(c, r);
+    int bias = tlm_layout_norm_bias(c, r);
+    char per_head[200];
+    for (int part = 0; part < 1 + bias; part++) {
+        const char *what = part ? "bias" : "weight";
+        for (int64_t g = 0; g < groups; g++) {
+            const char *mod = module;
+            if (groups > 1) {
+                snprintf(per_head, sizeof per_head, "%s.norms.%lld", module, (long long)g);
+                mod = per_head;
             }
-    for (int64_t i = 0; i < m->n_params; i++)
-        if (!m->params[i].qw) m->param_numel += (m->params[i].numel + 15) & ~(int64_t)15; /* 64-byte aligned */
-    m->param_block = tlm_alloc((size_t)m->param_numel * sizeof(float));
-    if (!m->param_block) return -1;
-    for (int64_t i = 0, at = 0; i < m->n_params; i++) {
-        if (m->params[i].qw) continue;
-        m->params[i].data = m->param_block + at;
-        at += (m->params[i].numel + 15) & ~(int64_t)15;
+            int idx = add_named(m, prefix, mod, what, width, 0, 0);
+            if (idx < 0) return -1;
+            if (g == 0) lp[part ? TLM_ROLE_NORM_B(r) : TLM_ROLE_NORM_W(r)] = idx, m->params[idx].group = (int)groups;
+            else m->params[idx].group = 0;
+        }
     }
     return 0;
 }
 
 static int build_table(tlm_model *m) {
     const tlm_config *c = &m->cfg;
-    int64_t D = c->hidden_size, F = c->intermediate_size;
-    int64_t QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
-    char name[128];
-    m->embed = tlm_model_add_param(m, "model.embed_tokens.weight", c->vocab_size, D, 1);
+    const tlm_names_table *nt = tlm_names_of(c->names);
+    int64_t D = c->hidden_size, V = c->vocab_size;
+    char prefix[64];
+    m->final_norm_b = m->lm_head_b = -1;
+    m->embed = add_named(m, "", nt->embed, "weight", V, D, 1);
+    if (m->embed < 0) return -1;
     for (int64_t l = 0; l < c->n_layers; l++) {
         int *lp = m->layer_params[l];
-        for (int r = 0; r < P_LAYER_ROLES; r++) lp[r] = -1;
-#define ADD(role, suffix, rows, cols, decay)                                              \
-        snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix);      \
-        if ((lp[role] = tlm_model_add_param(m, name, rows, cols, decay)) < 0) return -1
-        ADD(P_IN_NORM, "input_layernorm.weight", D, 0, 0);
-        ADD(P_WQ, "self_attn.q_proj.weight", QD, D, 1);
-        if (c->qkv_bias) { ADD(P_BQ, "self_attn.q_proj.bias", QD, 0, 0); }
-        ADD(P_WK, "self_attn.k_proj.weight", KD, D, 1);
-        if (c->qkv_bias) { ADD(P_BK, "self_attn.k_proj.bias", KD, 0, 0); }
-        ADD(P_WV, "self_attn.v_proj.weight", KD, D, 1);
-        if (c->qkv_bias) { ADD(P_BV, "self_attn.v_proj.bias", KD, 0, 0); }
-        ADD(P_WO, "self_attn.o_proj.weight", D, QD, 1);
-        if (c->o_bias) { ADD(P_BO, "self_attn.o_proj.bias", D, 0, 0); }
-        ADD(P_POST_NORM, "post_attention_layernorm.weight", D, 0, 0);
-        ADD(P_WG, "mlp.gate_proj.weight", F, D, 1);
-        if (c->mlp_bias) { ADD(P_BG, "mlp.gate_proj.bias", F, 0, 0); }
-        ADD(P_WU, "mlp.up_proj.weight", F, D, 1);
-        if (c->mlp_bias) { ADD(P_BU, "mlp.up_proj.bias", F, 0, 0); }
-        ADD(P_WD, "mlp.down_proj.weight", D, F, 1);
-        if (c->mlp_bias) { ADD(P_BD, "mlp.down_proj.bias", D, 0, 0); }
-#undef ADD
+        for (int r = 0; r < TLM_LAYER_ROLES; r++) lp[r] = -1;
+        snprintf(prefix, sizeof prefix, "model.layers.%lld.", (long long)l);
+        /* In the scheme's order: attention (its norm, projections, q/k norms), then the MLP. */
+        if (add_norm(m, prefix, nt->norm[TLM_NORM_ATTN], TLM_NORM_ATTN, lp) < 0) return -1;
+        for (int p = 0; p < m->projs.n; p++) {
+            tlm_proj_role role = m->projs.role[p];
+            if (role == TLM_PROJ_O)
+                for (int r = TLM_NORM_Q; r <= TLM_NORM_K; r++)
+                    if (tlm_layout_has_norm(c, (tlm_norm_role)r) &&
+                        add_norm(m, prefix, nt->norm[r], (tlm_norm_role)r, lp) < 0)
+                        return -1;
+            if (role == TLM_PROJ_GATE || role == TLM_PROJ_GATE_UP || (role == TLM_PROJ_UP && !c->gated)) {
+                if (tlm_layout_has_norm(c, TLM_NORM_ATTN_POST) &&
+                    add_norm(m, prefix, nt->norm[TLM_NORM_ATTN_POST], TLM_NORM_ATTN_POST, lp) < 0)
+                    return -1;
+                if (tlm_layout_has_norm(c, TLM_NORM_MLP) && add_norm(m, prefix, nt->norm[TLM_NORM_MLP], TLM_NORM_MLP, lp) < 0)
+                    return -1;
+            }
+            if ((lp[TLM_ROLE_PROJ_W(role)] = add_named(m, prefix, nt->proj[role], "weight", m->projs.out[p],
+                                                       m->projs.in[p], 1)) < 0)
+                return -1;
+            if (tlm_layout_proj_bias(c, role) &&
+                (lp[TLM_ROLE_PROJ_B(role)] = add_named(m, prefix, nt->proj[role], "bias", m->projs.out[p], 0, 0)) < 0)
+                return -1;
+        }
+        if (tlm_layout_has_norm(c, TLM_NORM_MLP_POST) &&
+            add_norm(m, prefix, nt->norm[TLM_NORM_MLP_POST], TLM_NORM_MLP_POST, lp) < 0)
+            return -1;
     }
-    m->final_norm = tlm_model_add_param(m, "model.norm.weight", D, 0, 0);
-    m->lm_head = c->tie_word_embeddings ? m->embed : tlm_model_add_param(m, "lm_head.weight", c->vocab_size, D, 1);
-    return m->embed >= 0 && m->final_norm >= 0 && m->lm_head >= 0 ? 0 : -1;
+    if ((m->final_norm = add_named(m, "", nt->final_norm, "weight", D, 0, 0)) < 0) return -1;
+    if (c->norm_kind == TLM_NORM_LAYER && c->norm_bias &&
+        (m->final_norm_b = add_named(m, "", nt->final_norm, "bias", D, 0, 0)) < 0)
+        return -1;
+    m->lm_head = c->tie_word_embeddings ? m->embed : add_named(m, "", nt->lm_head, "weight", V, D, 1);
+    if (c->lm_head_bias && (m->lm_head_b = add_named(m, "", nt->lm_head, "bias", V, 0, 0)) < 0) return -1;
+    return m->lm_head >= 0 ? 0 : -1;
 }
 
-tlm_status tlm_model_create(const tlm_config *cfg, tlm_model **out) {
-    *out = NULL;
-    TLM_TRY(tlm_config_check(cfg, NULL));
-    tlm_model *m = calloc(1, sizeof *m);
-    if (!m) return tlm_fail(TLM_ENOMEM, "out of memory creating the model");
-    m->cfg = *cfg;
-    m->active = -1;
-    m->training = 1;
-    m->layer_params = calloc((size_t)cfg->n_layers, sizeof *m->layer_params);
-    m->inv_freq = tlm_alloc((size_t)cfg->head_dim / 2 * sizeof(float));
-    if (!m->layer_params || !m->inv_freq || build_table(m) < 0) goto oom;
+/* Gives the projection weights quantized storage (frozen); the rest of the
+ * base gets one f32 block, each tensor 64-byte aligned. */
+static int allocate_base(tlm_model *m) {
+    if (m->cfg.weights != TLM_WEIGHTS_F32)
+        for (int64_t l = 0; l < m->cfg.n_layers; l++)
+            for (int p = 0; p < m->projs.n; p++) {
+                tlm_param_slot *s = &m->params[m->layer_params[l][TLM_ROLE_PROJ_W(m->projs.role[p])]];
+                s->qw = calloc(1, sizeof *s->qw);
+                if (!s->qw || tlm_qweight_alloc(s->qw, m->cfg.weights, s->shape[0], s->shape[1]) < 0) return -1;
+                s->trainable = 0;
+            }
+    for (int64_t i = 0; i < m->n_params; i++)
+        if (!m->params[i].qw) m->param_numel += R16(m->params[i].numel);
+    m->param_block = tlm_alloc((size_t)m->param_numel * sizeof(float));
+    if (!m->param_block) return -1;
+    for (int64_t i = 0, at = 0; i < m->n_params; i++) {
+        if (m->params[i].qw) continue;
+        m->params[i].data = m->param_block + at;
+        at += R16(m->params[i].numel);
+    }
+    return 0;
+}
+
+tlm_status tlm_params_create(tlm_model *m) {
+    m->layer_params = calloc((size_t)m->cfg.n_layers, sizeof *m->layer_params);
+    if (!m->layer_params || build_table(m) < 0) return tlm_fail(TLM_ENOMEM, "out of memory creating the model");
     if (allocate_base(m) < 0) {
-        tlm_model_free(m);
-        return tlm_fail(TLM_ENOMEM, "out of memory for the model's parameters (%.1f GB)",
-                        (double)param_numel(cfg) * sizeof(float) / 1e9);
+        uint64_t bytes = 0;
+        tlm_config_check(&m->cfg, &bytes);
+        return tlm_fail(TLM_ENOMEM, "out of memory for the model's parameters (%.1f GB)", (double)bytes / 1e9);
     }
-    tlm_rope_inv_freq(m->inv_freq, cfg->head_dim, cfg->rope_theta, cfg->rope_type, cfg->rope_factor,
-                      cfg->rope_low_freq_factor, cfg->rope_high_freq_factor, cfg->rope_original_max_position);
-    *out = m;
     return TLM_OK;
-oom:
-    tlm_model_free(m);
-    return tlm_fail(TLM_ENOMEM, "out of memory creating the model");
 }
 
-void tlm_model_free(tlm_model *m) {
-    if (!m) return;
+void tlm_params_free(tlm_model *m) {
     if (m->params)
         for (int64_t i = 0; i < m->n_params; i++) {
             free(m->params[i].name);
@@ -199,20 +156,13 @@ void tlm_model_free(tlm_model *m) {
         }
     free(m->params);
     free(m->layer_params);
-    tlm_free(m->inv_freq);
     tlm_free(m->param_block);
     tlm_free(m->grad_block);
     tlm_free(m->adam_m);
     tlm_free(m->adam_v);
     tlm_free(m->head_pending);
-    tlm_lora_free_all(m);
-    tlm_arena_release(m);
-    free(m);
+    tlm_free(m->head_b_pending);
 }
-
-const tlm_config *tlm_model_config(const tlm_model *m) { return &m->cfg; }
-
-int64_t tlm_model_n_params(const tlm_model *m) { return m->n_params; }
 
 tlm_status tlm_model_param(tlm_model *m, int64_t i, tlm_param *out) {
     if (i < 0 || i >= m->n_params)
@@ -235,16 +185,21 @@ tlm_status tlm_model_param(tlm_model *m, int64_t i, tlm_param *out) {
 }
 
 /* Changing the trainable set re-plans the gradient block at the next
- * backward and drops optimizer moments (they no longer line up). */
+ * backward and drops optimizer moments (they no longer line up). The slots
+ * of a per-head norm change together: the norm op reads their weights and
+ * gradients as rows of one table. */
 tlm_status tlm_model_set_trainable(tlm_model *m, int64_t i, int trainable) {
     if (i < 0 || i >= m->n_params) return tlm_fail(TLM_EINVAL, "parameter index %lld out of range", (long long)i);
     if (trainable && m->params[i].qw)
         return tlm_fail(TLM_EINVAL, "%s is stored quantized and cannot be trained (train an adapter on it)",
                         m->params[i].name);
-    if (m->params[i].trainable != !!trainable) {
-        m->params[i].trainable = !!trainable;
-        m->grads_planned = 0;
-    }
+    int64_t first = i;
+    while (first > 0 && m->params[first].group == 0) first--;
+    for (int64_t s = first; s < first + m->params[first].group; s++)
+        if (m->params[s].trainable != !!trainable) {
+            m->params[s].trainable = !!trainable;
+            m->grads_planned = 0;
+        }
     return TLM_OK;
 }
 
@@ -260,13 +215,14 @@ tlm_status tlm_model_plan_grads(tlm_model *m) {
     tlm_free(m->adam_m);
     tlm_free(m->adam_v);
     tlm_free(m->head_pending);
-    m->grad_block = m->adam_m = m->adam_v = m->head_pending = NULL;
+    tlm_free(m->head_b_pending);
+    m->grad_block = m->adam_m = m->adam_v = m->head_pending = m->head_b_pending = NULL;
     m->grad_numel = 0;
     m->have_loss = 0;
     for (int64_t i = 0; i < m->n_params; i++) {
         tlm_param_slot *p = &m->params[i];
         p->grad_offset = p->trainable ? m->grad_numel : -1;
-        if (p->trainable) m->grad_numel += (p->numel + 15) & ~(int64_t)15;
+        if (p->trainable) m->grad_numel += R16(p->numel);
     }
     if (m->grad_numel > 0) {
         m->grad_block = tlm_alloc((size_t)m->grad_numel * sizeof(float));
@@ -276,6 +232,10 @@ tlm_status tlm_model_plan_grads(tlm_model *m) {
     if (m->params[m->lm_head].trainable) { /* loss() computes the head's gradient before backward scales it */
         m->head_pending = tlm_alloc((size_t)m->params[m->lm_head].numel * sizeof(float));
         if (!m->head_pending) return tlm_fail(TLM_ENOMEM, "out of memory for the LM head's gradient");
+    }
+    if (m->lm_head_b >= 0 && m->params[m->lm_head_b].trainable) {
+        m->head_b_pending = tlm_alloc((size_t)m->params[m->lm_head_b].numel * sizeof(float));
+        if (!m->head_b_pending) return tlm_fail(TLM_ENOMEM, "out of memory for the LM head bias's gradient");
     }
     m->grads_planned = 1;
     return TLM_OK;

@@ -2,30 +2,13 @@
  * LoRA adapter's low-rank path when it adapts this projection. Forward and
  * backward of the decoder (and later generation) go through here, so base
  * weight storage and adapters are handled in one place. */
+#include "adapters/lora.h"
 #include "core/internal.h"
-#include "model/model.h"
-#include "ops/ops.h"
-
-static const int WEIGHT_ROLE[TLM_PROJ_COUNT] = {P_WQ, P_WK, P_WV, P_WO, P_WG, P_WU, P_WD};
-static const int BIAS_ROLE[TLM_PROJ_COUNT] = {P_BQ, P_BK, P_BV, P_BO, P_BG, P_BU, P_BD};
-
-int tlm_proj_weight_role(int p) { return WEIGHT_ROLE[p]; }
-
-void tlm_proj_dims(const tlm_config *c, int p, int64_t *in, int64_t *out) {
-    int64_t D = c->hidden_size, F = c->intermediate_size;
-    int64_t QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
-    switch (p) {
-    case TLM_PROJ_Q: *in = D, *out = QD; break;
-    case TLM_PROJ_K: case TLM_PROJ_V: *in = D, *out = KD; break;
-    case TLM_PROJ_O: *in = QD, *out = D; break;
-    case TLM_PROJ_GATE: case TLM_PROJ_UP: *in = D, *out = F; break;
-    default: *in = F, *out = D; break;
-    }
-}
+#include "model/proj.h"
 
 /* Dropout keys differ per step, layer and projection. */
 static uint64_t dropout_key(const tlm_model *m, int64_t l, int p) {
-    return (m->arena.dropout_key * (uint64_t)m->cfg.n_layers + (uint64_t)l) * TLM_PROJ_COUNT + (uint64_t)p;
+    return (m->arena.dropout_key * (uint64_t)m->cfg.n_layers + (uint64_t)l) * (uint64_t)m->projs.n + (uint64_t)p;
 }
 
 /* The LoRA path's input: x itself, or dropout(x) in a training step. */
@@ -59,28 +42,28 @@ static void quantized_backward_dx(tlm_model *m, const tlm_qweight *qw, float *dx
     }
 }
 
-void tlm_proj_forward(tlm_model *m, int64_t l, int p, float *y, const float *x, int64_t N) {
-    int64_t in, out;
-    tlm_proj_dims(&m->cfg, p, &in, &out);
-    const tlm_param_slot *w = &m->params[m->layer_params[l][WEIGHT_ROLE[p]]];
-    const float *bias = tlm_pdata(m, m->layer_params[l][BIAS_ROLE[p]]);
+void tlm_proj_forward(tlm_model *m, int64_t l, tlm_proj_role role, float *y, const float *x, int64_t N) {
+    int p = m->projs.index[role];
+    int64_t in = m->projs.in[p], out = m->projs.out[p];
+    const tlm_param_slot *w = &m->params[m->layer_params[l][TLM_ROLE_PROJ_W(role)]];
+    const float *bias = TLM_LW(m, l, TLM_ROLE_PROJ_B(role));
     if (w->qw)
         quantized_forward(m, w->qw, y, x, bias, N, in, out);
     else
         tlm_linear_forward(y, x, w->data, bias, N, in, out);
     const tlm_lora *a = tlm_active_lora(m);
-    int64_t i = l * TLM_PROJ_COUNT + p;
+    int64_t i = l * m->projs.n + p;
     if (!a || !a->ranks[i]) return;
     const float *xin = lora_input(m, a, l, p, x, N * in);
     tlm_lora_forward(y, m->arena.xa[i], xin, tlm_pdata(m, a->a_idx[i]), tlm_pdata(m, a->b_idx[i]), a->scales[i], N,
                      in, out, a->ranks[i]);
 }
 
-void tlm_proj_backward(tlm_model *m, int64_t l, int p, float *dx, float beta, const float *dy, const float *x,
-                       int64_t N) {
-    int64_t in, out;
-    tlm_proj_dims(&m->cfg, p, &in, &out);
-    int w = m->layer_params[l][WEIGHT_ROLE[p]], b = m->layer_params[l][BIAS_ROLE[p]];
+void tlm_proj_backward(tlm_model *m, int64_t l, tlm_proj_role role, float *dx, float beta, const float *dy,
+                       const float *x, int64_t N) {
+    int p = m->projs.index[role];
+    int64_t in = m->projs.in[p], out = m->projs.out[p];
+    int w = m->layer_params[l][TLM_ROLE_PROJ_W(role)], b = m->layer_params[l][TLM_ROLE_PROJ_B(role)];
     const tlm_qweight *qw = m->params[w].qw;
     if (qw) {
         if (dx) quantized_backward_dx(m, qw, dx, beta, dy, N, in, out);
@@ -89,7 +72,7 @@ void tlm_proj_backward(tlm_model *m, int64_t l, int p, float *dx, float beta, co
         tlm_linear_backward(dx, beta, tlm_pgrad(m, w), tlm_pgrad(m, b), dy, x, tlm_pdata(m, w), N, in, out);
     }
     const tlm_lora *a = tlm_active_lora(m);
-    int64_t i = l * TLM_PROJ_COUNT + p;
+    int64_t i = l * m->projs.n + p;
     if (!a || !a->ranks[i]) return;
     float *dA = tlm_pgrad(m, a->a_idx[i]), *dB = tlm_pgrad(m, a->b_idx[i]);
     if (!dA && !dB && !dx) return;

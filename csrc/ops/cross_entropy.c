@@ -1,10 +1,13 @@
-/* cross_entropy.c: LM head (h W^T) fused with cross-entropy, a chunk of rows
- * at a time, so training never holds the [N, V] logits.
+/* cross_entropy.c: LM head (h W^T + bias, optionally soft-capped) fused
+ * with cross-entropy, a chunk of rows at a time, so training never holds
+ * the [N, V] logits.
  *
  * A chunk's logits [rows, V] give each row's log-sum-exp and loss; when a
- * gradient is wanted they are turned in place into softmax - onehot and
- * multiplied back at once (dh = dlogits W, dW += dlogits^T h). The logits
- * are computed once per step: nothing is recomputed in backward. */
+ * gradient is wanted they are turned in place into the gradient of the
+ * uncapped logits, (softmax - onehot) * (1 - (y / cap)^2) with y the capped
+ * logits (just softmax - onehot without a cap), and multiplied back at once
+ * (dh = dlogits W, dW += dlogits^T h, dbias += column sums). The logits are
+ * computed once per step: nothing is recomputed in backward. */
 #include "ops/fastexp.h"
 #include "ops/ops.h"
 
@@ -21,8 +24,8 @@ int64_t tlm_lmhead_ce_rows(int64_t V) {
     return rows < 16 ? 16 : rows;
 }
 
-double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, int64_t Nv, int64_t D, int64_t V,
-                     float *chunk, float *dhv, float *dW) {
+double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, const float *bias, float softcap,
+                     int64_t Nv, int64_t D, int64_t V, float *chunk, float *dhv, float *dW, float *dbias) {
     const int64_t step = tlm_lmhead_ce_rows(V);
     double nll = 0.0;
     for (int64_t r0 = 0; r0 < Nv; r0 += step) {
@@ -34,6 +37,10 @@ double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, int64_t
         #pragma omp parallel for schedule(static) reduction(+ : part)
         for (int64_t n = 0; n < rows; n++) {
             float *row = chunk + n * V;
+            if (bias)
+                for (int64_t j = 0; j < V; j++) row[j] += bias[j];
+            if (softcap > 0.0f) /* as transformers: logits / softcap, tanh, * softcap */
+                for (int64_t j = 0; j < V; j++) row[j] = softcap * tanhf(row[j] / softcap);
             float mx = -INFINITY;
             for (int64_t j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
             double sum = 0.0;
@@ -42,11 +49,21 @@ double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, int64_t
             double lse = (double)mx + log(sum);
             int32_t t = tv[r0 + n];
             part += lse - (double)row[t];
-            if (dhv) { /* d(nll)/dlogits = softmax - onehot */
+            if (dhv) { /* d(nll)/dlogits = softmax - onehot, through the softcap */
                 float l = (float)lse;
-                #pragma omp simd
-                for (int64_t j = 0; j < V; j++) row[j] = tlm_expf(row[j] - l);
-                row[t] -= 1.0f;
+                if (softcap > 0.0f) {
+                    float yt = row[t] / softcap;
+                    #pragma omp simd
+                    for (int64_t j = 0; j < V; j++) {
+                        float y = row[j] / softcap;
+                        row[j] = tlm_expf(row[j] - l) * (1.0f - y * y);
+                    }
+                    row[t] -= 1.0f - yt * yt;
+                } else {
+                    #pragma omp simd
+                    for (int64_t j = 0; j < V; j++) row[j] = tlm_expf(row[j] - l);
+                    row[t] -= 1.0f;
+                }
             }
         }
         nll += part;
@@ -56,6 +73,15 @@ double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, int64_t
         if (dW)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)V, (blasint)D, (blasint)rows, 1.0f, chunk,
                         (blasint)V, h, (blasint)D, 1.0f, dW, (blasint)D);
+        if (dbias) {
+            /* Threads own column blocks; rows are summed in order. */
+            #pragma omp parallel for schedule(static)
+            for (int64_t j0 = 0; j0 < V; j0 += 64) {
+                int64_t j1 = j0 + 64 < V ? j0 + 64 : V;
+                for (int64_t n = 0; n < rows; n++)
+                    for (int64_t j = j0; j < j1; j++) dbias[j] += chunk[n * V + j];
+            }
+        }
     }
     return nll;
 }

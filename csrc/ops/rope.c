@@ -1,31 +1,39 @@
-/* rope.c: rotary position embedding in Hugging Face's rotate-half layout:
- * element i of a head pairs with element i + E/2, both rotated by angle
- * pos * inv_freq[i]. */
+/* rope.c: rotary position embedding in Hugging Face's rotate-half layout
+ * over the first R (rotary_dim) elements of each head of width E: element
+ * i < R/2 pairs with element i + R/2, both rotated by angle
+ * pos * inv_freq[i]; elements R..E-1 pass through (partial rotary: Phi,
+ * StableLM). */
 #include "ops/ops.h"
 #include "tlm.h"
 
 #include <math.h>
 
-/* As transformers computes it, in f32: inv_freq[i] = 1 / theta^(2i/E), then
- * the rope_type's rescaling. llama3 divides low frequencies by `factor`,
- * keeps high ones, and blends the band between. */
-void tlm_rope_inv_freq(float *inv_freq, int64_t E, float theta, int rope_type, float factor, float low_freq_factor,
-                       float high_freq_factor, int64_t original_max_position) {
-    for (int64_t i = 0; i < E / 2; i++) {
-        float exponent = (float)(2 * i) / (float)E;
-        inv_freq[i] = 1.0f / powf(theta, exponent);
+/* As transformers computes it, in f32 (modeling_rope_utils.py):
+ *   default   inv_freq[i] = 1 / theta^(2i/R)
+ *   linear    the default / factor
+ *   llama3    low frequencies / factor, high ones kept, the band between blended
+ *   longrope  1 / (ext[i] * theta^(2i/R)), ext the long or the short factors
+ * theta^(2i/R) is `base ** (arange(0, R, 2).float() / R)`: the exponent
+ * rounded to f32 first. */
+void tlm_rope_inv_freq(float *inv_freq, int64_t R, const tlm_rope *rope, int use_long) {
+    const float *ext = rope->type != TLM_ROPE_LONGROPE ? NULL : use_long ? rope->long_factor : rope->short_factor;
+    for (int64_t i = 0; i < R / 2; i++) {
+        float exponent = (float)(2 * i) / (float)R;
+        float p = powf(rope->theta, exponent);
+        inv_freq[i] = ext ? 1.0f / (ext[i] * p) : 1.0f / p;
     }
-    if (rope_type == TLM_ROPE_LINEAR) {
-        for (int64_t i = 0; i < E / 2; i++) inv_freq[i] /= factor;
-    } else if (rope_type == TLM_ROPE_LLAMA3) {
-        float old_len = (float)original_max_position;
-        float low_wavelen = old_len / low_freq_factor, high_wavelen = old_len / high_freq_factor;
-        for (int64_t i = 0; i < E / 2; i++) {
+    if (rope->type == TLM_ROPE_LINEAR) {
+        for (int64_t i = 0; i < R / 2; i++) inv_freq[i] /= rope->factor;
+    } else if (rope->type == TLM_ROPE_LLAMA3) {
+        float factor = rope->factor, low = rope->low_freq_factor, high = rope->high_freq_factor;
+        float old_len = (float)rope->original_max_position;
+        float low_wavelen = old_len / low, high_wavelen = old_len / high;
+        for (int64_t i = 0; i < R / 2; i++) {
             float f = inv_freq[i];
             float wavelen = 2.0f * (float)M_PI / f;
             float scaled = wavelen > low_wavelen ? f / factor : f;
             if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
-                float smooth = (old_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                float smooth = (old_len / wavelen - low) / (high - low);
                 scaled = (1.0f - smooth) * scaled / factor + smooth * scaled;
             }
             inv_freq[i] = scaled;
@@ -33,20 +41,24 @@ void tlm_rope_inv_freq(float *inv_freq, int64_t E, float theta, int rope_type, f
     }
 }
 
-void tlm_rope_tables(float *cos_t, float *sin_t, const int32_t *pos, const float *inv_freq, int64_t N, int64_t E) {
-    int64_t half = E / 2;
+/* cos = cos(pos * inv_freq) * attention_scaling, sin likewise (transformers:
+ * emb.cos() * attention_scaling; a scaling of 1 leaves them exact). */
+void tlm_rope_tables(float *cos_t, float *sin_t, const int32_t *pos, const float *inv_freq, int64_t N, int64_t R,
+                     float attention_scaling) {
+    int64_t half = R / 2;
     #pragma omp parallel for schedule(static) if (N * half > 16384)
     for (int64_t n = 0; n < N; n++)
         for (int64_t i = 0; i < half; i++) {
             float angle = (float)pos[n] * inv_freq[i];
-            cos_t[n * half + i] = cosf(angle);
-            sin_t[n * half + i] = sinf(angle);
+            cos_t[n * half + i] = cosf(angle) * attention_scaling;
+            sin_t[n * half + i] = sinf(angle) * attention_scaling;
         }
 }
 
-void tlm_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t N, int64_t nh, int64_t E) {
-    int64_t half = E / 2;
-    #pragma omp parallel for schedule(static) if (N * nh * E > 16384)
+/* x [N, nh, E]: x1' = x1 c - x2 s, x2' = x2 c + x1 s (x * cos + rotate_half(x) * sin). */
+void tlm_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t N, int64_t nh, int64_t E, int64_t R) {
+    int64_t half = R / 2;
+    #pragma omp parallel for schedule(static) if (N * nh * R > 16384)
     for (int64_t n = 0; n < N; n++) {
         const float *c = cos_t + n * half, *s = sin_t + n * half;
         for (int64_t h = 0; h < nh; h++) {
@@ -60,10 +72,13 @@ void tlm_rope_forward(float *x, const float *cos_t, const float *sin_t, int64_t 
     }
 }
 
-/* The transpose of the rotation: rotate by -angle. */
-void tlm_rope_backward(float *dx, const float *cos_t, const float *sin_t, int64_t N, int64_t nh, int64_t E) {
-    int64_t half = E / 2;
-    #pragma omp parallel for schedule(static)
+/* The transpose of the forward's linear map: g1' = g1 c + g2 s,
+ * g2' = g2 c - g1 s (a rotation by -angle when attention_scaling is 1);
+ * the pass-through elements' gradient is itself. */
+void tlm_rope_backward(float *dx, const float *cos_t, const float *sin_t, int64_t N, int64_t nh, int64_t E,
+                       int64_t R) {
+    int64_t half = R / 2;
+    #pragma omp parallel for schedule(static) if (N * nh * R > 16384)
     for (int64_t n = 0; n < N; n++) {
         const float *c = cos_t + n * half, *s = sin_t + n * half;
         for (int64_t h = 0; h < nh; h++) {

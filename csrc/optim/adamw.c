@@ -4,7 +4,7 @@
  * The moments live in two blocks laid out like the gradient block, allocated
  * at the first step (and again only if the trainable set changes). */
 #include "core/internal.h"
-#include "model/model.h"
+#include "model/params.h"
 
 #include <math.h>
 

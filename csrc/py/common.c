@@ -54,6 +54,13 @@ int tlm_py_get_buffer(PyObject *obj, char kind, Py_ssize_t numel, int writable, 
     return 0;
 }
 
+int tlm_py_get_buffer_or_none(PyObject *obj, char kind, Py_ssize_t numel, int writable, const char *what,
+                              Py_buffer *view) {
+    if (obj != Py_None) return tlm_py_get_buffer(obj, kind, numel, writable, what, view);
+    memset(view, 0, sizeof *view);
+    return 0;
+}
+
 typedef struct {
     PyObject_HEAD
     PyObject *owner;

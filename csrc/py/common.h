@@ -19,6 +19,10 @@ PyObject *tlm_py_raise(tlm_status st);
  * 'B' bytes) with `numel` elements (-1: any). `what` names the argument in
  * errors. Returns 0, or -1 with a Python exception set. */
 int tlm_py_get_buffer(PyObject *obj, char kind, Py_ssize_t numel, int writable, const char *what, Py_buffer *view);
+/* The same for an argument the core takes as "or NULL": None gives a view
+ * whose buf and obj are NULL (PyBuffer_Release ignores it). */
+int tlm_py_get_buffer_or_none(PyObject *obj, char kind, Py_ssize_t numel, int writable, const char *what,
+                              Py_buffer *view);
 
 /* A buffer-protocol object over memory owned by `owner` (kept alive by the
  * view, so numpy arrays made from it stay valid). format is "f", "i", "B"... */
@@ -32,6 +36,10 @@ PyObject *tlm_py_view(PyObject *owner, void *ptr, const char *format, Py_ssize_t
 tlm_model *tlm_py_model_acquire(PyObject *obj);
 void tlm_py_model_release(PyObject *obj);
 
+/* Fills c from a block descriptor dict (tlm_config's field names, every one
+ * given, plus "rope" and "layer_flags"); -1 with a TypeError or ValueError set. */
+int tlm_py_config_from_dict(PyObject *d, tlm_config *c);
+
 /* Subsystem registration, one per binding file. */
 int tlm_py_init_common(PyObject *module);
 int tlm_py_init_safetensors(PyObject *module);
@@ -40,5 +48,6 @@ int tlm_py_init_quant(PyObject *module);
 int tlm_py_init_data(PyObject *module);
 int tlm_py_init_tokenizer(PyObject *module);
 int tlm_py_init_generate(PyObject *module);
+int tlm_py_init_ops(PyObject *module);
 
 #endif

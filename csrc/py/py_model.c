@@ -22,24 +22,14 @@ typedef struct {
         }                                                                                         \
     } while (0)
 
+/* Model(**descriptor): the block descriptor tinylm/families/ builds. */
 static int model_init(ModelObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"arch", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                             "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps",
-                             "rope_theta", "rope_type", "rope_factor", "rope_low_freq_factor",
-                             "rope_high_freq_factor", "rope_original_max_position", "tie_word_embeddings",
-                             "qkv_bias", "o_bias", "mlp_bias", "weights", NULL};
-    tlm_config c = {0};
-    int arch, rope_type, weights = TLM_WEIGHTS_F32;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLLLLLLLffifffLpppp|i", kwlist, &arch, &c.vocab_size,
-                                     &c.hidden_size, &c.intermediate_size, &c.n_layers, &c.n_heads, &c.n_kv_heads,
-                                     &c.head_dim, &c.rms_norm_eps, &c.rope_theta, &rope_type, &c.rope_factor,
-                                     &c.rope_low_freq_factor, &c.rope_high_freq_factor,
-                                     &c.rope_original_max_position, &c.tie_word_embeddings, &c.qkv_bias, &c.o_bias,
-                                     &c.mlp_bias, &weights))
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_SetString(PyExc_TypeError, "Model takes keyword arguments only (the model descriptor)");
         return -1;
-    c.weights = (tlm_weight_storage)weights;
-    c.arch = (tlm_arch)arch;
-    c.rope_type = (tlm_rope_type)rope_type;
+    }
+    tlm_config c;
+    if (tlm_py_config_from_dict(kwds, &c) < 0) return -1;
     if (self->model) tlm_model_free(self->model), self->model = NULL;
     tlm_status st = tlm_model_create(&c, &self->model);
     if (st != TLM_OK) { tlm_py_raise(st); return -1; }
@@ -288,7 +278,7 @@ static PyObject *model_lora_add(ModelObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "sOOfK", &name, &ranks_o, &scales_o, &dropout, &seed)) return NULL;
     CHECK_IDLE(self);
     const tlm_config *c = tlm_model_config(self->model);
-    Py_ssize_t n = (Py_ssize_t)(c->n_layers * TLM_PROJ_COUNT);
+    Py_ssize_t n = (Py_ssize_t)(c->n_layers * tlm_model_n_proj(self->model));
     Py_buffer ranks = {0}, scales = {0};
     if (PyObject_GetBuffer(ranks_o, &ranks, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
     if (ranks.itemsize != 8 || ranks.len != n * 8 || !ranks.format || (ranks.format[strlen(ranks.format) - 1] != 'q' &&
@@ -345,15 +335,31 @@ static PyObject *model_lora_merged_weight(ModelObject *self, PyObject *args) {
     PyObject *out_o;
     if (!PyArg_ParseTuple(args, "LiO", &layer, &proj, &out_o)) return NULL;
     CHECK_IDLE(self);
-    if (proj < 0 || proj >= TLM_PROJ_COUNT) return PyErr_Format(PyExc_ValueError, "no projection %d", proj);
-    int64_t in, n_out;
-    tlm_proj_dims(tlm_model_config(self->model), proj, &in, &n_out);
+    tlm_proj_info info;
+    tlm_status st = tlm_model_proj(self->model, proj, &info);
+    if (st != TLM_OK) return tlm_py_raise(st);
     Py_buffer out;
-    if (tlm_py_get_buffer(out_o, 'f', (Py_ssize_t)(in * n_out), 1, "out", &out) < 0) return NULL;
-    tlm_status st = tlm_lora_merged_weight(self->model, layer, proj, out.buf);
+    if (tlm_py_get_buffer(out_o, 'f', (Py_ssize_t)(info.in * info.out), 1, "out", &out) < 0) return NULL;
+    st = tlm_lora_merged_weight(self->model, layer, proj, out.buf);
     PyBuffer_Release(&out);
     if (st != TLM_OK) return tlm_py_raise(st);
     Py_RETURN_NONE;
+}
+
+/* [(module, in, out)] of a layer's projections, in the core's per-layer order. */
+static PyObject *model_projections(ModelObject *self, PyObject *noargs) {
+    (void)noargs;
+    CHECK_IDLE(self);
+    int n = tlm_model_n_proj(self->model);
+    PyObject *list = PyList_New(n);
+    for (int p = 0; list && p < n; p++) {
+        tlm_proj_info info;
+        tlm_model_proj(self->model, p, &info);
+        PyObject *item = Py_BuildValue("(sLL)", info.module, (long long)info.in, (long long)info.out);
+        if (!item) { Py_CLEAR(list); break; }
+        PyList_SET_ITEM(list, p, item);
+    }
+    return list;
 }
 
 static PyObject *model_lora_state(ModelObject *self, PyObject *noargs) {
@@ -408,7 +414,9 @@ static PyMethodDef model_methods[] = {
      "Allocate gradients and zeroed AdamW moments for the trainable set."},
     {"clip_grad_norm", (PyCFunction)model_clip_grad_norm, METH_O, "clip_grad_norm(max_norm) -> total norm"},
     {"lora_add", (PyCFunction)model_lora_add, METH_VARARGS,
-     "lora_add(name, ranks int64[L*7], scales float32[L*7], dropout, seed) -> adapter id"},
+     "lora_add(name, ranks int64[L*P], scales float32[L*P], dropout, seed) -> adapter id (P projections per layer)"},
+    {"projections", (PyCFunction)model_projections, METH_NOARGS,
+     "[(module, in, out)]: a layer's projections in the order of per-projection arrays"},
     {"lora_set_active", (PyCFunction)model_lora_set_active, METH_O, "lora_set_active(id or -1)"},
     {"lora_merge", (PyCFunction)model_lora_merge, METH_NOARGS, "Fold the active adapter into the weights."},
     {"lora_unmerge", (PyCFunction)model_lora_unmerge, METH_NOARGS, "Take the merged adapter out again."},

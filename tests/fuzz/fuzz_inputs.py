@@ -70,6 +70,33 @@ def _tiny_model() -> None:
     tinylm.Model.from_config(config).save_pretrained(TINY)
 
 
+# config.json fields of each family (tinylm/families/), for the config target's seeds
+_TYPES = ["sliding_attention", "full_attention"]
+FAMILY_SEEDS = {
+    "qwen3": {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "head_dim": 8, "use_sliding_window": True,
+              "sliding_window": 4, "max_window_layers": 1},
+    "gemma": {"architectures": ["GemmaForCausalLM"], "model_type": "gemma", "head_dim": 8, "hidden_act": "gelu"},
+    "gemma2": {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "query_pre_attn_scalar": 8,
+               "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "sliding_window": 4,
+               "layer_types": _TYPES},
+    "gemma3": {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "sliding_window": 4,
+               "layer_types": _TYPES, "rope_parameters": {
+                   "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                   "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6}}},
+    "gemma3_old": {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "sliding_window": 4,
+                   "rope_local_base_freq": 10000.0, "sliding_window_pattern": 2, "rope_scaling": None},
+    "phi": {"architectures": ["PhiForCausalLM"], "model_type": "phi", "partial_rotary_factor": 0.5,
+            "qk_layernorm": True, "resid_pdrop": 0.1, "hidden_act": "gelu_new"},
+    "phi3": {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "max_position_embeddings": 64,
+             "original_max_position_embeddings": 16, "sliding_window": 8,
+             "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0, 1.5],
+                                 "long_factor": [2.0, 4.0]}},
+    "stablelm": {"architectures": ["StableLmForCausalLM"], "model_type": "stablelm", "partial_rotary_factor": 0.25,
+                 "qk_layernorm": True, "use_parallel_residual": True, "use_qkv_bias": True},
+    "smollm3": {"architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "no_rope_layers": [1, 0]},
+}
+
+
 def fuzz_config(data: bytes) -> None:
     path = write("tiny-model/config.json", data)
     expect(lambda: tinylm.Model.from_pretrained(TINY), path)
@@ -149,9 +176,15 @@ def seed_corpus(target: str, folder: str) -> None:
 
     if target == "config":
         with open(os.path.join(TINY, "config.json"), "rb") as f:
-            put("tiny", f.read())
+            tiny = f.read()
+        put("tiny", tiny)
         with open(os.path.join(DEMO, "config.json"), "rb") as f:
             put("demo", f.read())
+        # every family's spellings on the tiny dimensions (tinylm/families/): the
+        # names then disagree with the checkpoint, but the descriptor is read first
+        base = json.loads(tiny)
+        for name, extra in FAMILY_SEEDS.items():
+            put(name, json.dumps({**base, **extra}))
     elif target == "jsonl":
         put("text", "\n".join(json.dumps({"text": t}) for t in ("Hello world.", "Tiny models fine-tune.")) + "\n")
         put("prompt", json.dumps({"prompt": "2+2=", "completion": " 4"}) + "\n")

@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 
 import numpy as np
 
 from tinylm import _core, checkpoint
-from tinylm.atomic import remove_stale
+from tinylm.atomic import remove_folder, remove_stale
 from tinylm.adapters import PEFT_PREFIX, WEIGHTS_NAME
 from tinylm.errors import FormatError, NumericError
 
@@ -39,12 +38,12 @@ def checkpoints(output_dir: str) -> list[tuple[int, str]]:
 
 
 def prune(output_dir: str, keep: int | None) -> None:
-    """Deletes all but the newest `keep` checkpoints, and the temporary
-    folders and files killed processes left behind."""
+    """Deletes all but the newest `keep` checkpoints (each vanishing whole),
+    and the temporary folders and files killed processes left behind."""
     remove_stale(output_dir)
     if keep is not None:
         for _, path in checkpoints(output_dir)[:-keep]:
-            shutil.rmtree(path)
+            remove_folder(path)
 
 
 # ------------------------------------------------------------------ weights

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from tinylm.atomic import atomic_write_text, write_folder
+from tinylm.atomic import atomic_write_text, remove_stale, write_folder
 from tinylm.errors import NumericError, UnsupportedError
 from tinylm.optim import AdamW, clip_grad_norm
 from tinylm.trainer import checkpointing as ckpt
@@ -101,6 +101,7 @@ class Trainer:
         writes nothing."""
         cfg = self.config
         os.makedirs(cfg.output_dir, exist_ok=True)
+        remove_stale(cfg.output_dir)  # what a killed run was writing or deleting
         resume = self._resume_folder()
         if resume:
             self._load(resume)

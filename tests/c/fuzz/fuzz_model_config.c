@@ -34,16 +34,38 @@ static float take_float(cursor *c, float dflt) {
     return v;
 }
 
+/* One rope kind: its type and numbers, longrope factors all one value. */
+static void take_rope(cursor *c, tlm_rope *r, uint8_t type) {
+    r->type = (tlm_rope_type)(type & 3);
+    r->theta = take_float(c, 10000.f);
+    r->factor = take_float(c, 8.f);
+    r->low_freq_factor = take_float(c, 1.f);
+    r->high_freq_factor = take_float(c, 4.f);
+    r->original_max_position = take_int(c);
+    r->attention_factor = take_float(c, 1.f);
+    float f = take_float(c, 1.f);
+    for (int i = 0; i < TLM_MAX_ROPE_PAIRS; i++) r->short_factor[i] = r->long_factor[i] = f;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cursor c = {data, size};
-    tlm_config cfg = {0};
-    uint8_t flags = size ? data[0] : 0;
-    cfg.arch = (tlm_arch)(flags & 3);
-    cfg.weights = (tlm_weight_storage)((flags >> 2) & 3);
-    cfg.rope_type = (tlm_rope_type)((flags >> 4) & 3);
-    cfg.tie_word_embeddings = (flags >> 6) & 1;
-    cfg.qkv_bias = cfg.o_bias = cfg.mlp_bias = flags >> 7;
-    if (size) c.p++, c.n--;
+    static tlm_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    /* two bytes of switches, then the dimensions, then the numbers */
+    uint16_t sw = 0;
+    for (int i = 0; i < 2 && c.n; i++, c.p++, c.n--) sw |= (uint16_t)(*c.p << (8 * i));
+    cfg.names = (tlm_names)(sw & 7); /* past the last: refused */
+    cfg.weights = (tlm_weight_storage)((sw >> 3) & 3);
+    cfg.tie_word_embeddings = (sw >> 5) & 1;
+    cfg.qkv_bias = cfg.o_bias = cfg.mlp_bias = (sw >> 6) & 1;
+    cfg.norm_kind = (sw >> 7) & 1;
+    cfg.norm_bias = cfg.qk_norm_bias = cfg.lm_head_bias = (sw >> 8) & 1;
+    cfg.sandwich_norms = (sw >> 9) & 1;
+    cfg.parallel_residual = (sw >> 10) & 1;
+    cfg.qk_norm = (sw >> 11) & 3;
+    cfg.gated = !((sw >> 13) & 1);
+    cfg.fused_qkv = cfg.fused_gate_up = (sw >> 14) & 1;
+    cfg.act = (sw >> 15) & 1;
     cfg.vocab_size = take_int(&c);
     cfg.hidden_size = take_int(&c);
     cfg.intermediate_size = take_int(&c);
@@ -51,12 +73,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cfg.n_heads = take_int(&c);
     cfg.n_kv_heads = take_int(&c);
     cfg.head_dim = take_int(&c);
-    cfg.rope_original_max_position = take_int(&c);
-    cfg.rms_norm_eps = take_float(&c, 1e-5f);
-    cfg.rope_theta = take_float(&c, 10000.f);
-    cfg.rope_factor = take_float(&c, 8.f);
-    cfg.rope_low_freq_factor = take_float(&c, 1.f);
-    cfg.rope_high_freq_factor = take_float(&c, 4.f);
+    cfg.rotary_dim = take_int(&c);
+    cfg.sliding_window = take_int(&c);
+    cfg.padding_idx = take_int(&c) - 1;
+    cfg.norm_eps = take_float(&c, 1e-5f);
+    cfg.norm_offset = take_float(&c, 0.f);
+    cfg.attn_scale = take_float(&c, 0.125f);
+    cfg.attn_softcap = take_float(&c, 0.f);
+    cfg.final_softcap = take_float(&c, 0.f);
+    cfg.embed_scale = take_float(&c, 1.f);
+    uint8_t rope_types = c.n ? (c.n--, *c.p++) : 0;
+    take_rope(&c, &cfg.rope[0], rope_types);
+    take_rope(&c, &cfg.rope[1], rope_types >> 2);
+    /* per-layer flags: a repeating pattern from one byte */
+    uint8_t pattern = c.n ? (c.n--, *c.p++) : 0;
+    for (int64_t l = 0; l < TLM_MAX_LAYERS; l++) cfg.layer_flags[l] = (pattern >> (2 * (l % 4))) & 3;
 
     uint64_t bytes;
     tlm_status st = tlm_config_check(&cfg, &bytes);

@@ -145,25 +145,42 @@ def cache_seeds() -> None:
                 put("fuzz_cache", f.read())
 
 
-def config_seed(flags: int, ints: list, floats: list) -> bytes:
-    """Encodes a config as fuzz_model_config.c reads it."""
-    out = bytes([flags])
-    for v in ints:
-        out += bytes([v]) if 0 <= v < 0xF0 else b"\xf0" + struct.pack("<q", v)
-    return out + b"".join(struct.pack("<f", x) for x in floats)
+def config_seed(d: dict, weights: int) -> bytes:
+    """Encodes a block descriptor (tinylm.families) as fuzz_model_config.c reads it."""
+    def num(v):
+        return bytes([v]) if 0 <= v < 0xF0 else b"\xf0" + struct.pack("<q", v)
+
+    def f32(*xs):
+        return b"".join(struct.pack("<f", x) for x in xs)
+
+    bits = [(d["names"], 0), (weights, 3), (d["tie_word_embeddings"], 5), (d["qkv_bias"] | d["mlp_bias"], 6),
+            (d["norm_kind"], 7), (d["norm_bias"] | d["lm_head_bias"], 8), (d["sandwich_norms"], 9),
+            (d["parallel_residual"], 10), (d["qk_norm"], 11), (1 - d["gated"], 13), (d["fused_qkv"], 14),
+            (d["act"] & 1, 15)]
+    out = struct.pack("<H", sum(v << at for v, at in bits))
+    out += b"".join(num(d[k]) for k in ("vocab_size", "hidden_size", "intermediate_size", "n_layers", "n_heads",
+                                         "n_kv_heads", "head_dim", "rotary_dim", "sliding_window"))
+    out += num(d["padding_idx"] + 1)
+    out += f32(d["norm_eps"], d["norm_offset"], d["attn_scale"], d["attn_softcap"], d["final_softcap"],
+               d["embed_scale"])
+    out += bytes([d["rope"][0]["type"] | d["rope"][1]["type"] << 2])
+    for r in d["rope"]:
+        out += f32(r["theta"], r["factor"], r["low_freq_factor"], r["high_freq_factor"])
+        out += num(r["original_max_position"]) + f32(r["attention_factor"], (r["short_factor"] or [1.0])[0])
+    flags = d["layer_flags"]
+    return out + bytes([sum((flags[l % len(flags)] & 3) << (2 * l) for l in range(4))])
 
 
 def model_config_seeds() -> None:
-    demo = read_json(os.path.join(DEMO, "config.json"))
-    configs = [demo] + [c.to_dict() for c in tiny_configs()]
-    for k, c in enumerate(configs):
-        heads = c["num_attention_heads"]
-        ints = [c["vocab_size"], c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], heads,
-                c.get("num_key_value_heads") or heads, c.get("head_dim") or c["hidden_size"] // heads, 8192]
-        arch = 1 if c.get("model_type") == "qwen2" else 0
-        for extra in (0, 1 << 4 | 1 << 2, 2 << 4 | 2 << 2):   # rope default/linear/llama3 x f32/nf4/int8
-            flags = arch | extra | (bool(c.get("tie_word_embeddings")) << 6) | (k & 1) << 7
-            put("fuzz_model_config", config_seed(flags, ints, [c.get("rms_norm_eps", 1e-6), 10000.0, 8.0, 1.0, 4.0]))
+    from hf_models import FAMILY_CONFIGS, build
+    from tinylm import families
+
+    configs = [read_json(os.path.join(DEMO, "config.json"))] + [c.to_dict() for c in tiny_configs()]
+    configs += [build(name).config.to_dict() for name in FAMILY_CONFIGS]
+    for c in configs:
+        d = families.descriptor(c)
+        for weights in (0, 1, 2):   # f32, nf4, int8
+            put("fuzz_model_config", config_seed(d, weights))
 
 
 def main() -> None:

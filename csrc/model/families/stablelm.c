@@ -1,0 +1,12 @@
+/* StableLM: Llama's module names with LayerNorms, and per-head q/k
+ * LayerNorms named q_layernorm.norms.<h> (qk_layernorm). */
+#include "model/layout.h"
+
+const tlm_names_table tlm_names_stablelm = {
+    .embed = "model.embed_tokens", .final_norm = "model.norm", .lm_head = "lm_head",
+    .norm = {[TLM_NORM_ATTN] = "input_layernorm", [TLM_NORM_MLP] = "post_attention_layernorm",
+             [TLM_NORM_Q] = "self_attn.q_layernorm", [TLM_NORM_K] = "self_attn.k_layernorm"},
+    .proj = {[TLM_PROJ_Q] = "self_attn.q_proj", [TLM_PROJ_K] = "self_attn.k_proj", [TLM_PROJ_V] = "self_attn.v_proj",
+             [TLM_PROJ_O] = "self_attn.o_proj", [TLM_PROJ_GATE] = "mlp.gate_proj", [TLM_PROJ_UP] = "mlp.up_proj",
+             [TLM_PROJ_DOWN] = "mlp.down_proj"},
+};

@@ -15,6 +15,7 @@ logits there are an artefact (hf_models.defined_rows): those positions are
 not compared; losses and gradients never depend on them.
 """
 import json
+import os
 import shutil
 
 import numpy as np
@@ -552,3 +553,39 @@ def test_unsupported_settings_are_refused_by_name(saved, tmp_path, name, edit, f
     path = _rewrite(saved(name), tmp_path / "edited", edit)
     with pytest.raises(tinylm.UnsupportedError, match=field):
         tinylm.Model.from_pretrained(path)
+
+
+# ----------------------------------------------------------------- evaluation
+GOLDEN = os.path.join(os.path.dirname(__file__), "..", "datasets", "support_triage", "golden.jsonl")
+CORPUS = "The quick brown fox jumps over the lazy dog. Hello world! How are you today?"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_golden_eval_and_corpus_perplexity(folder, tmp_path, name):
+    """tinylm.evaluate on every family: each golden case's output is the
+    model's greedy generation (compared with transformers' above), and the
+    corpus log-likelihood equals transformers' loss over the same tokens."""
+    path, tok = folder(name)
+    golden = tmp_path / "golden.jsonl"
+    with open(GOLDEN, encoding="utf-8") as f:
+        golden.write_text("".join(f.readline() for _ in range(3)))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    ours = tinylm.Tokenizer.from_pretrained(path)
+    model = tinylm.Model.from_pretrained(path)
+    report = tinylm.evaluate(model, ours, golden=golden, corpus=corpus, max_new_tokens=6, batch_size=2,
+                             progress=False)
+    cases = report.data["cases"]
+    assert len(cases) == 3
+    for case in cases:
+        assert case["output"] == model.generate(ours, case["prompt"], max_new_tokens=6), case["id"]
+
+    ref = load_reference(path)
+    seq = [ref.config.bos_token_id] + tok.encode(CORPUS, add_special_tokens=False)
+    ids = torch.tensor([seq])
+    with torch.no_grad():
+        loss = ref(input_ids=ids, labels=ids).loss.item()
+    (metric,) = report.data["metrics"].values()  # {corpus name: metrics}
+    length = decoder(ref.config, 1, len(seq)).loss + len(seq)
+    assert metric["loglikelihood"] == approx(-loss * (len(seq) - 1), length=length,
+                                              scale=abs(loss) * (len(seq) - 1))

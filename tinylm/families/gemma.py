@@ -13,7 +13,7 @@ def refuse_bidirectional(f):
 
 def gemma_block(f, d):
     """What every Gemma changes in Llama's block."""
-    d.update(norm_offset=1.0, embed_scale=float(d["hidden_size"]) ** 0.5)
+    d.update(norm_offset=1.0, embed_scale=float(d["hidden_size"]) ** 0.5, mlp_bias=0)  # no mlp_bias field
 
 
 def descriptor(f, arch, quant):

@@ -8,6 +8,6 @@ ARCHITECTURES = {"Qwen3ForCausalLM": "qwen3"}
 
 def descriptor(f, arch, quant):
     d = base.descriptor(f, arch, quant)
-    d["qk_norm"] = QK_SHARED
+    d.update(qk_norm=QK_SHARED, mlp_bias=0)  # Qwen3's MLP has no bias (no mlp_bias field)
     base.layer_types(f, d, base.windowed_from(f, d))
     return d

@@ -1,9 +1,9 @@
 /* kd_full.c: a row's divergence over the whole vocabulary, and the
  * log-softmax normaliser every KD path starts from.
  *
- * Four passes over the row's V entries, none storing anything: the max and
- * the sum of exponentials of each side (the normalisers), the loss and
- * C = sum_j h_j, then the gradient q_j-weighted as kd_row.h derives,
+ * Passes over the row's V entries, none storing anything: each side's
+ * normaliser (its max, then its sum of exponentials), the loss with
+ * C = sum_j h_j, then the gradient as kd_row.h derives it,
  * dL/da_j = h_j - q_j C. The last pass recomputes h_j rather than keep
  * [V] floats of it: it reads s_j before it writes ds_j, so ds may be s. */
 #include "objectives/kd_row.h"

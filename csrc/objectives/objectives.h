@@ -42,7 +42,7 @@
 
 #include <stdint.h>
 
-typedef enum { TLM_KD_FORWARD_KL = 0, TLM_KD_REVERSE_KL = 1, TLM_KD_JSD = 2 } tlm_kd_loss;
+#include "tlm.h" /* tlm_kd_loss, public with tlm_distill_config */
 
 typedef struct {
     tlm_kd_loss loss;

@@ -9,7 +9,7 @@ import numpy as np
 
 from tinylm import _core
 
-__all__ = ["kd_loss", "topk_logprobs", "LOSSES", "IGNORE_INDEX"]
+__all__ = ["kd_loss", "topk_logprobs", "DistillConfig", "LOSSES", "IGNORE_INDEX"]
 
 LOSSES = {"forward_kl": _core.KD_FORWARD_KL, "reverse_kl": _core.KD_REVERSE_KL, "jsd": _core.KD_JSD}
 IGNORE_INDEX = -100  # a label that leaves its row out, as in transformers and TRL
@@ -122,3 +122,6 @@ def topk_logprobs(teacher_logits, k, temperature=1.0):
                        np.empty(lead, np.float32))
     _core.kd_topk(t, N, V, int(k), float(temperature), ids, logp, tail)
     return ids, logp, tail
+
+
+from tinylm.distill.config import DistillConfig  # noqa: E402 (it reads LOSSES above)

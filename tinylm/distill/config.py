@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-LOSSES = {"forward_kl": 0, "reverse_kl": 1, "jsd": 2}
+from tinylm.distill import LOSSES
 
 
 @dataclass

@@ -99,3 +99,27 @@ def test_bad_teachers_are_refused(pair, tmp_path):
         student.loss(ids, labels, teacher=small)
     with pytest.raises(ValueError, match="kd_ratio"):
         DistillConfig(kd_ratio=1.5)
+
+
+@pytest.mark.parametrize("tail", [True, False])
+def test_top_k_online_offline_and_the_numpy_entry_point_agree(pair, tail):
+    """The KD term over the teacher's top k: from the teacher model (the
+    kernel picks the ids), from its stored top k (an offline cache's ids and
+    log-probs, teacher_topk), and from tinylm.distill.kd_loss on the two
+    models' logits, which tests/test_distill_losses.py checks against trl."""
+    student_dir, teacher_dir = pair
+    ids, mask, labels = batch(B=2, T=21)
+    student = tinylm.Model.from_pretrained(student_dir)
+    teacher = tinylm.Model.from_pretrained(teacher_dir)
+    k, T = 8, 1.5
+    cfg = DistillConfig(loss="forward_kl", kd_ratio=1.0, temperature=T, top_k=k, tail=tail)
+    online = student.loss(ids, labels, attention_mask=mask, teacher=teacher, distill=cfg)
+    t_logits = teacher.forward(ids, attention_mask=mask)
+    top_ids, top_logp, _ = tinylm.distill.topk_logprobs(t_logits, k, temperature=T)
+    offline = student.loss(ids, labels, attention_mask=mask, teacher_topk=(top_ids, top_logp, T), distill=cfg)
+    s_logits = student.forward(ids, attention_mask=mask)
+    expected, _ = tinylm.distill.kd_loss(s_logits[:, :-1], t_logits[:, :-1], labels=labels[:, 1:], top_k=k,
+                                         tail=tail, temperature=T)
+    length = decoder(student.config, *ids.shape).loss + decoder(teacher.config, *ids.shape).forward
+    assert online == approx(expected, length=length)
+    assert offline == approx(expected, length=length)

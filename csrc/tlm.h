@@ -235,6 +235,37 @@ tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t 
                           const int32_t *attention_mask, const int32_t *position_ids,
                           int64_t B, int64_t T, float *loss, int64_t *n_tokens);
 
+/* Distillation: loss() against a teacher, on the rows with a label.
+ * loss = (1 - kd_ratio) * CE + kd_ratio * KD, each the mean over those rows;
+ * KD is the divergence (forward KL(teacher || student), reverse KL, or the
+ * generalized JSD with beta: TRL's convention, 0 forward, 1 reverse) between
+ * softmax(teacher / T) and softmax(student / T), over the whole vocabulary
+ * or the teacher's top_k ids (then with a tail bucket 1 - their sum, or
+ * renormalised over them), times T^2 when scale_by_t2. */
+typedef enum { TLM_KD_FORWARD_KL = 0, TLM_KD_REVERSE_KL = 1, TLM_KD_JSD = 2 } tlm_kd_loss;
+typedef struct {
+    tlm_kd_loss loss;
+    float beta;
+    float temperature;
+    int64_t top_k;         /* 0: the whole vocabulary */
+    int tail;
+    float kd_ratio;
+    int scale_by_t2;
+} tlm_distill_config;
+
+/* The teacher is a model (online: forward only, on the same inputs; it may
+ * be stored quantized and carry its own active adapter; its vocabulary may
+ * be padded past the student's, the extra rows ignored), or its top-k per
+ * position (offline: ids and log-probs [B, T, k] aligned with the logits,
+ * log-probs taken at topk_temperature). Exactly one of teacher and topk_ids
+ * is given. ce and kd (may be NULL) get the two terms' means. Backward as
+ * after tlm_model_loss. */
+tlm_status tlm_model_loss_distill(tlm_model *m, const tlm_distill_config *dc, tlm_model *teacher,
+                                  const int32_t *topk_ids, const float *topk_logp, int64_t k,
+                                  float topk_temperature, const int32_t *input_ids, const int32_t *labels,
+                                  const int32_t *attention_mask, const int32_t *position_ids, int64_t B, int64_t T,
+                                  float *loss, int64_t *n_tokens, float *ce, float *kd);
+
 /* Training mode (the default) applies LoRA dropout in loss() and advances
  * the RNG counter; evaluation mode computes the same loss without dropout. */
 void tlm_model_set_training(tlm_model *m, int on);

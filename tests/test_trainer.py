@@ -343,8 +343,6 @@ def test_constructor_takes_yaml_and_refuses_what_it_cannot_train(data, tmp_path)
     path = tmp_path / "train.yaml"
     path.write_text(f"output_dir: {tmp_path / 'out'}\nlearning_rate: 2e-4\n")
     assert tinylm.Trainer(make_model("lora"), None, data.train, path).config.learning_rate == 2e-4
-    with pytest.raises(NotImplementedError, match="distillation"):
-        tinylm.Trainer(make_model("lora"), None, data.train, config(tmp_path), teacher=make_model("full"))
     model = make_model("lora")
     model.unfreeze("lm_head.weight")
     with pytest.raises(tinylm.UnsupportedError, match="lm_head.weight is trainable besides adapter 'default'"):

@@ -1,6 +1,7 @@
 """tinylm: fine-tune, distill, quantization-aware-train and evaluate tiny
 language models on a CPU, with the ecosystem's own file formats."""
 from tinylm._core import get_num_threads, set_num_threads
+from tinylm import distill
 from tinylm.errors import FormatError, NumericError, UnsupportedError
 from tinylm.evaluate import evaluate
 from tinylm.model import Model
@@ -26,6 +27,6 @@ set_num_threads(default_num_threads())
 
 __all__ = [
     "Model", "Tokenizer", "AdamW", "evaluate", "clip_grad_norm", "set_num_threads", "get_num_threads", "isa",
-    "FormatError", "UnsupportedError", "NumericError", "__version__",
+    "distill", "FormatError", "UnsupportedError", "NumericError", "__version__",
     "Trainer", "TrainConfig", "DEMO_MODEL",
 ]

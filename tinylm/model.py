@@ -18,6 +18,7 @@ from tinylm import _core, atomic, checkpoint, families
 from tinylm.adapters import AdapterMixin
 from tinylm.batch_inputs import as_ids as _as_ids
 from tinylm.config import config_path, read_config
+from tinylm.distill.config import DistillConfig
 from tinylm.errors import FormatError
 from tinylm.generate import GenerationMixin
 
@@ -50,6 +51,7 @@ class Model(AdapterMixin, GenerationMixin):
         self._refresh_table()
         self._init_adapters()
         self.last_num_tokens = 0  # labels counted by the last loss()
+        self.last_loss_terms = None  # {"ce", "kd"} means of the last distillation loss()
 
     def _refresh_table(self) -> None:
         """Re-reads the core's parameter table (adapters add entries)."""
@@ -253,14 +255,43 @@ class Model(AdapterMixin, GenerationMixin):
         self._core.forward(ids, mask, pos, B, T, logits)
         return logits
 
-    def loss(self, input_ids, labels, attention_mask=None, position_ids=None) -> float:
+    def loss(self, input_ids, labels, attention_mask=None, position_ids=None, *, teacher=None, teacher_topk=None,
+             distill=None) -> float:
         """Mean cross-entropy of logits[:, t] against labels[:, t+1] over labels
-        != -100 (Hugging Face's shift). Keeps what backward() needs."""
+        != -100 (Hugging Face's shift). Keeps what backward() needs.
+
+        With a teacher (a tinylm.Model sharing the tokenizer, run forward
+        only on the same inputs) or teacher_topk (ids, log-probs[, their
+        temperature]) of shape [B, T, k] aligned with the logits (an offline
+        cache), the loss is distillation's (1 - kd_ratio) * CE + kd_ratio * KD
+        as `distill` (a tinylm.distill.DistillConfig) says; last_loss_terms
+        then holds the two means."""
         ids = _as_ids(input_ids, "input_ids")
         labs = _as_ids(labels, "labels", ids.shape)
         mask = None if attention_mask is None else _as_ids(attention_mask, "attention_mask", ids.shape)
         pos = None if position_ids is None else _as_ids(position_ids, "position_ids", ids.shape)
-        value, self.last_num_tokens = self._core.loss(ids, labs, mask, pos, *ids.shape)
+        if teacher is None and teacher_topk is None:
+            value, self.last_num_tokens = self._core.loss(ids, labs, mask, pos, *ids.shape)
+            self.last_loss_terms = None
+            return value
+        cfg = distill if distill is not None else DistillConfig()
+        if teacher is not None and teacher_topk is not None:
+            raise ValueError("give a teacher model or teacher_topk, not both")
+        topk_ids = topk_logp = None
+        k, topk_temperature = 0, 1.0
+        if teacher_topk is not None:
+            topk_ids, topk_logp, *rest = teacher_topk
+            topk_temperature = float(rest[0]) if rest else 1.0
+            topk_ids = np.ascontiguousarray(topk_ids, dtype=np.int32)
+            topk_logp = np.ascontiguousarray(topk_logp, dtype=np.float32)
+            if topk_ids.ndim != 3 or topk_ids.shape[:2] != ids.shape or topk_logp.shape != topk_ids.shape:
+                raise ValueError(f"teacher_topk must be ids and log-probs of shape [batch, seq_len, k] = "
+                                 f"{list(ids.shape)} + [k], got {list(topk_ids.shape)} and {list(topk_logp.shape)}")
+            k = topk_ids.shape[2]
+        value, self.last_num_tokens, ce, kd = self._core.loss_distill(
+            teacher._core if teacher is not None else None, topk_ids, topk_logp, k, topk_temperature,
+            cfg.core_args(), ids, labs, mask, pos, *ids.shape)
+        self.last_loss_terms = {"ce": ce, "kd": kd}
         return value
 
     def backward(self, scale: float = 1.0) -> None:

@@ -252,6 +252,16 @@ static void trunk_forward(tlm_model *m) {
                      tlm_pdata(m, m->final_norm_b), N, c->hidden_size);
 }
 
+tlm_status tlm_decoder_hidden(tlm_model *m, const int32_t *input_ids, const int32_t *attention_mask,
+                              const int32_t *position_ids, int64_t B, int64_t T) {
+    TLM_TRY(tlm_arena_plan(m, B, T, 0));
+    TLM_TRY(check_inputs(m, input_ids, position_ids, B, T));
+    m->arena.dropout = 0;
+    stage_inputs(m, input_ids, attention_mask, position_ids);
+    trunk_forward(m);
+    return TLM_OK;
+}
+
 void tlm_decoder_head(tlm_model *m, const float *x, int64_t N, float *logits) {
     const tlm_config *c = &m->cfg;
     tlm_arena *a = &m->arena;
@@ -274,45 +284,77 @@ tlm_status tlm_model_forward(tlm_model *m, const int32_t *input_ids, const int32
     return TLM_OK;
 }
 
-tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t *labels,
-                          const int32_t *attention_mask, const int32_t *position_ids, int64_t B, int64_t T,
-                          float *loss, int64_t *n_tokens) {
-    /* Training mode keeps what backward needs and computes the LM head's
-     * gradient with the loss (its logits are never recomputed); evaluation
-     * mode runs as inference. */
-    int grad = m->training;
-    TLM_TRY(tlm_arena_plan(m, B, T, grad));
-    TLM_TRY(check_inputs(m, input_ids, position_ids, B, T));
-    if (grad) TLM_TRY(tlm_model_plan_grads(m));
+/* The rows with a target (Hugging Face's shift: position t predicts
+ * labels[t+1]; a row's last position predicts nothing) into valid_rows and
+ * tv; their count into *nv. */
+static tlm_status gather_targets(tlm_model *m, const int32_t *labels, int64_t B, int64_t T, int64_t *nv) {
     tlm_arena *a = &m->arena;
-    int64_t V = m->cfg.vocab_size, D = m->cfg.hidden_size;
-    /* Hugging Face's shift: position t predicts labels[t+1]; the last
-     * position of each row predicts nothing. */
-    int64_t nv = 0;
+    int64_t V = m->cfg.vocab_size, n = 0;
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             int32_t y = t + 1 < T ? labels[b * T + t + 1] : -100;
             if (y != -100 && (y < 0 || y >= V))
                 return tlm_fail(TLM_EINVAL, "labels[%lld, %lld] = %d is neither -100 nor in [0, %lld)",
                                 (long long)b, (long long)(t + 1), y, (long long)V);
-            if (y != -100) a->valid_rows[nv] = (int32_t)(b * T + t), a->tv[nv] = y, nv++;
+            if (y != -100) a->valid_rows[n] = (int32_t)(b * T + t), a->tv[n] = y, n++;
         }
-    if (nv == 0) return tlm_fail(TLM_EINVAL, "every label is -100: there is no token to compute a loss on");
+    if (n == 0) return tlm_fail(TLM_EINVAL, "every label is -100: there is no token to compute a loss on");
+    *nv = n;
+    return TLM_OK;
+}
+
+tlm_status tlm_decoder_loss_forward(tlm_model *m, const int32_t *input_ids, const int32_t *labels,
+                                    const int32_t *attention_mask, const int32_t *position_ids, int64_t B, int64_t T,
+                                    int64_t *nv) {
+    /* Training mode keeps what backward needs; evaluation mode runs as inference. */
+    int grad = m->training;
+    TLM_TRY(tlm_arena_plan(m, B, T, grad));
+    TLM_TRY(check_inputs(m, input_ids, position_ids, B, T));
+    if (grad) TLM_TRY(tlm_model_plan_grads(m));
+    TLM_TRY(gather_targets(m, labels, B, T, nv));
+    tlm_arena *a = &m->arena;
+    int64_t D = m->cfg.hidden_size;
     m->have_loss = 0;
     stage_inputs(m, input_ids, attention_mask, position_ids);
     a->dropout = grad;
     if (grad) a->dropout_key = m->rng_counter++;
     trunk_forward(m);
-    for (int64_t i = 0; i < nv; i++) memcpy(a->hv + i * D, a->h_f + (int64_t)a->valid_rows[i] * D, (size_t)D * 4);
+    for (int64_t i = 0; i < *nv; i++) memcpy(a->hv + i * D, a->h_f + (int64_t)a->valid_rows[i] * D, (size_t)D * 4);
+    return TLM_OK;
+}
+
+tlm_head tlm_decoder_lm_head(tlm_model *m) {
+    return (tlm_head){.W = tlm_pdata(m, m->lm_head), .bias = tlm_pdata(m, m->lm_head_b),
+                      .softcap = m->cfg.final_softcap, .D = m->cfg.hidden_size, .V = m->cfg.vocab_size};
+}
+
+float *tlm_decoder_head_grad(tlm_model *m, float **db) {
+    int grad = m->training;
     float *dW = grad && tlm_pgrad(m, m->lm_head) ? m->head_pending : NULL;
-    float *db = grad && tlm_pgrad(m, m->lm_head_b) ? m->head_b_pending : NULL;
-    if (dW) memset(dW, 0, (size_t)(V * D) * sizeof(float));
-    if (db) memset(db, 0, (size_t)V * sizeof(float));
-    double nll = tlm_lmhead_ce(a->hv, a->tv, tlm_pdata(m, m->lm_head), tlm_pdata(m, m->lm_head_b),
-                               m->cfg.final_softcap, nv, D, V, a->ce_chunk, grad ? a->dhv : NULL, dW, db);
+    *db = grad && tlm_pgrad(m, m->lm_head_b) ? m->head_b_pending : NULL;
+    if (dW) memset(dW, 0, (size_t)(m->cfg.vocab_size * m->cfg.hidden_size) * sizeof(float));
+    if (*db) memset(*db, 0, (size_t)m->cfg.vocab_size * sizeof(float));
+    return dW;
+}
+
+void tlm_decoder_loss_done(tlm_model *m, int64_t nv, float loss) {
     m->n_valid = nv;
-    m->last_loss = (float)(nll / (double)nv);
-    m->have_loss = grad;
+    m->last_loss = loss;
+    m->have_loss = m->training;
+}
+
+tlm_status tlm_model_loss(tlm_model *m, const int32_t *input_ids, const int32_t *labels,
+                          const int32_t *attention_mask, const int32_t *position_ids, int64_t B, int64_t T,
+                          float *loss, int64_t *n_tokens) {
+    int64_t nv;
+    TLM_TRY(tlm_decoder_loss_forward(m, input_ids, labels, attention_mask, position_ids, B, T, &nv));
+    tlm_arena *a = &m->arena;
+    /* the LM head's gradient is computed with the loss: its logits are never recomputed */
+    float *db, *dW = tlm_decoder_head_grad(m, &db);
+    tlm_head head = tlm_decoder_lm_head(m);
+    double nll = tlm_lmhead_ce(a->hv, a->tv, head.W, head.bias, head.softcap, nv, head.D, head.V, a->ce_chunk,
+                               m->training ? a->dhv : NULL, dW, db);
+    tlm_decoder_loss_done(m, nv, (float)(nll / (double)nv));
     *loss = m->last_loss;
     *n_tokens = nv;
     return TLM_OK;

@@ -3,6 +3,7 @@
 #define TLM_DECODER_H
 
 #include "model/model.h"
+#include "objectives/head.h"
 
 /* The arena's cos/sin tables for its positions a->pos (N of them), for every
  * rope kind some layer uses. LongRoPE picks its factors from the largest
@@ -18,5 +19,23 @@ void tlm_layer_finish(tlm_model *m, int64_t l, float *out);
 tlm_attn_desc tlm_layer_attn_desc(const tlm_model *m, int64_t l);
 /* Final norm of x [N,D] into h_f, then logits [N,V] (bias, soft-cap). */
 void tlm_decoder_head(tlm_model *m, const float *x, int64_t N, float *logits);
+
+/* Inference to the final hidden states, left in the arena's h_f [B*T, D]
+ * (a teacher's forward). */
+tlm_status tlm_decoder_hidden(tlm_model *m, const int32_t *input_ids, const int32_t *attention_mask,
+                              const int32_t *position_ids, int64_t B, int64_t T);
+/* loss()'s steps, shared with distillation (distill.c): the arena planned
+ * for (B, T) in the model's mode, the rows with a target found, the decoder
+ * run to its final hidden states and those rows' gathered into a->hv [nv,D]. */
+tlm_status tlm_decoder_loss_forward(tlm_model *m, const int32_t *input_ids, const int32_t *labels,
+                                    const int32_t *attention_mask, const int32_t *position_ids, int64_t B, int64_t T,
+                                    int64_t *nv);
+/* The LM head as the objectives take it. */
+tlm_head tlm_decoder_lm_head(tlm_model *m);
+/* Where the objective adds the LM head's gradient (zeroed; NULL when frozen
+ * or in evaluation mode); its bias's into *db. */
+float *tlm_decoder_head_grad(tlm_model *m, float **db);
+/* Records the loss for backward() (training mode). */
+void tlm_decoder_loss_done(tlm_model *m, int64_t nv, float loss);
 
 #endif

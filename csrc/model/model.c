@@ -62,6 +62,7 @@ void tlm_model_free(tlm_model *m) {
     for (int kind = 0; kind < 2; kind++)
         for (int use_long = 0; use_long < 2; use_long++) tlm_free(m->inv_freq[kind][use_long]);
     tlm_arena_release(m);
+    tlm_free(m->distill_block);
     free(m);
 }
 

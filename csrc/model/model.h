@@ -112,6 +112,8 @@ struct tlm_model {
     tlm_arena arena;
     void *arena_block;
     size_t arena_capacity;
+    void *distill_block;                   /* distill.c's buffers (teacher rows, KD chunks) */
+    size_t distill_capacity;
     int64_t params_capacity;               /* slots allocated in params */
     tlm_lora *adapters;
     int n_adapters;

@@ -49,5 +49,6 @@ int tlm_py_init_data(PyObject *module);
 int tlm_py_init_tokenizer(PyObject *module);
 int tlm_py_init_generate(PyObject *module);
 int tlm_py_init_ops(PyObject *module);
+int tlm_py_init_distill(PyObject *module);
 
 #endif

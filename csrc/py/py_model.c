@@ -214,6 +214,58 @@ done:
     return result;
 }
 
+/* loss_distill(teacher or None, topk_ids or None, topk_logp or None, k, topk_temperature,
+ *              (loss, beta, temperature, top_k, tail, kd_ratio, scale_by_t2), ids, labels, mask, pos, B, T)
+ * -> (loss, n_tokens, ce, kd) */
+static PyObject *model_loss_distill(ModelObject *self, PyObject *args) {
+    PyObject *teacher_o, *tids_o, *tlogp_o, *ids_o, *labels_o, *mask_o, *pos_o;
+    long long k, B, T;
+    float topk_temperature;
+    tlm_distill_config dc = {0};
+    int loss_kind;
+    if (!PyArg_ParseTuple(args, "OOOLf(iffLifp)OOOOLL", &teacher_o, &tids_o, &tlogp_o, &k, &topk_temperature,
+                          &loss_kind, &dc.beta, &dc.temperature, &dc.top_k, &dc.tail, &dc.kd_ratio, &dc.scale_by_t2,
+                          &ids_o, &labels_o, &mask_o, &pos_o, &B, &T))
+        return NULL;
+    dc.loss = (tlm_kd_loss)loss_kind;
+    CHECK_IDLE(self);
+    tlm_model *teacher = NULL;
+    if (teacher_o != Py_None) {
+        if ((PyObject *)self == teacher_o) return PyErr_Format(PyExc_ValueError, "the teacher is the student");
+        if (!(teacher = tlm_py_model_acquire(teacher_o))) return NULL;
+    }
+    Py_buffer ids = {0}, labels = {0}, mask = {0}, pos = {0}, tids = {0}, tlogp = {0};
+    const int32_t *mask_p, *pos_p;
+    PyObject *result = NULL;
+    Py_ssize_t topk_n = tids_o == Py_None ? 0 : (Py_ssize_t)(B * T * k);
+    if (tlm_py_get_buffer(ids_o, 'i', B * T, 0, "input_ids", &ids) < 0) goto done;
+    if (tlm_py_get_buffer(labels_o, 'i', B * T, 0, "labels", &labels) < 0) goto done;
+    if (optional_ids(mask_o, B * T, "attention_mask", &mask, &mask_p) < 0) goto done;
+    if (optional_ids(pos_o, B * T, "position_ids", &pos, &pos_p) < 0) goto done;
+    if (tlm_py_get_buffer_or_none(tids_o, 'i', topk_n, 0, "teacher top-k ids", &tids) < 0) goto done;
+    if (tlm_py_get_buffer_or_none(tlogp_o, 'f', topk_n, 0, "teacher top-k log-probs", &tlogp) < 0) goto done;
+    float loss = 0.0f, ce = 0.0f, kd = 0.0f;
+    int64_t n = 0;
+    tlm_status st;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = tlm_model_loss_distill(self->model, &dc, teacher, tids.buf, tlogp.buf, k, topk_temperature, ids.buf,
+                                labels.buf, mask_p, pos_p, B, T, &loss, &n, &ce, &kd);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    result = st == TLM_OK ? Py_BuildValue("(dLdd)", (double)loss, (long long)n, (double)ce, (double)kd)
+                          : tlm_py_raise(st);
+done:
+    if (teacher) tlm_py_model_release(teacher_o);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&labels);
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&pos);
+    PyBuffer_Release(&tids);
+    PyBuffer_Release(&tlogp);
+    return result;
+}
+
 static PyObject *model_backward(ModelObject *self, PyObject *arg) {
     double scale = PyFloat_AsDouble(arg);
     if (scale == -1.0 && PyErr_Occurred()) return NULL;
@@ -407,6 +459,9 @@ static PyMethodDef model_methods[] = {
     {"set_decay", (PyCFunction)model_set_decay, METH_VARARGS, "set_decay(i, flag)"},
     {"forward", (PyCFunction)model_forward, METH_VARARGS, "forward(ids, mask, pos, B, T, logits_out)"},
     {"loss", (PyCFunction)model_loss, METH_VARARGS, "loss(ids, labels, mask, pos, B, T) -> (loss, n_tokens)"},
+    {"loss_distill", (PyCFunction)model_loss_distill, METH_VARARGS,
+     "loss_distill(teacher, topk_ids, topk_logp, k, topk_T, (kind, beta, T, top_k, tail, kd_ratio, t2), ids, labels, "
+     "mask, pos, B, T) -> (loss, n_tokens, ce, kd)"},
     {"backward", (PyCFunction)model_backward, METH_O, "backward(scale): grads += scale * d(last loss)"},
     {"zero_grad", (PyCFunction)model_zero_grad, METH_NOARGS, "Zero every gradient."},
     {"adamw_step", (PyCFunction)model_adamw_step, METH_VARARGS, "adamw_step(lr, beta1, beta2, eps, wd, step)"},

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from tinylm.distill import DistillConfig
+
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
 # Names other trainers use for a field tinylm spells differently: an unknown
@@ -66,9 +68,13 @@ class TrainConfig:
     logging_steps: int | None = 1
     resume_from_checkpoint: str | bool | None = None
     disable_tqdm: bool = False
+    distill: DistillConfig | None = None   # the loss against Trainer(teacher=...); a mapping of its fields
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
+            if f.name == "distill":
+                self.distill = _distill(self.distill)
+                continue
             setattr(self, f.name, _coerce(f.name, getattr(self, f.name), _HINTS[f.name]))
         self._check()
 
@@ -138,6 +144,19 @@ class TrainConfig:
 
 
 _HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _distill(value) -> DistillConfig | None:
+    """The distill section: a DistillConfig, a mapping of its fields, or None."""
+    if value is None or isinstance(value, DistillConfig):
+        return value
+    if not isinstance(value, dict):
+        raise TypeError(f"TrainConfig.distill must be a mapping of DistillConfig fields, got {value!r}")
+    valid = [f.name for f in dataclasses.fields(DistillConfig)]
+    for key in value:
+        if key not in valid:
+            raise ValueError(f"unknown TrainConfig.distill key {key!r}{_suggestion(str(key), valid)}")
+    return DistillConfig(**value)
 
 
 def _suggestion(key: str, valid: list[str]) -> str:

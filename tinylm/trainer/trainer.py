@@ -17,6 +17,7 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from tinylm.atomic import atomic_write_text, remove_stale, write_folder
+from tinylm.distill import DistillConfig
 from tinylm.errors import NumericError, UnsupportedError
 from tinylm.optim import AdamW, clip_grad_norm
 from tinylm.trainer import checkpointing as ckpt
@@ -57,12 +58,13 @@ class Trainer:
       only a Dataset guarantees that a resumed run sees exactly the batches
       an uninterrupted one would (see docs/training.md).
     config: a TrainConfig, a dict of its fields, or a YAML file's path.
-    teacher: for distillation, which is not implemented yet.
+    teacher: a tinylm.Model on the same tokenizer for distillation (online:
+      it runs forward only, on each micro-batch, in whatever storage and with
+      whatever adapter it has); the loss is config.distill's mix of CE and
+      KD (tinylm.distill.DistillConfig; its defaults when not set).
     """
 
     def __init__(self, model, tok, train_data, config, eval_data=None, teacher=None):
-        if teacher is not None:
-            raise NotImplementedError("distillation (teacher=...) is not implemented yet")
         if isinstance(config, dict):
             config = TrainConfig.from_dict(config)
         elif isinstance(config, (str, os.PathLike)):
@@ -71,6 +73,15 @@ class Trainer:
             raise TypeError(f"config must be a TrainConfig, a dict or a YAML path, got {type(config).__name__}")
         self.model, self.tok, self.config = model, tok, config
         self.train_data, self.eval_data = train_data, eval_data
+        self.teacher = teacher
+        if teacher is not None:
+            if teacher is model:
+                raise ValueError("the teacher must be another model than the one trained")
+            teacher.eval()  # forward only: no dropout, nothing kept for backward
+            if config.distill is None:
+                config.distill = DistillConfig()
+        elif config.distill is not None:
+            raise ValueError("TrainConfig.distill is set but no teacher was given to the Trainer")
         self._check_trainable()
         self.optimizer = AdamW(model, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
                                eps=config.adam_epsilon, weight_decay=config.weight_decay)
@@ -195,7 +206,7 @@ class Trainer:
             if n == 0:  # loss() refuses a batch with no label, and it would add nothing
                 continue
             value = model.loss(batch["input_ids"], batch["labels"], batch.get("attention_mask"),
-                               batch.get("position_ids"))
+                               batch.get("position_ids"), teacher=self.teacher, distill=self.config.distill)
             if not math.isfinite(value):
                 raise self._numeric_stop(step, f"the training loss is {value} (micro-batch {i + 1} of {len(micro)})")
             model.backward(n / total)

@@ -1,0 +1,69 @@
+"""tinylm.Trainer with a teacher (online distillation): the distill section
+of the config, a run that resumes exactly, kd_ratio 0 as plain fine-tuning,
+and the settings it refuses."""
+import numpy as np
+import pytest
+
+import tinylm
+from byte_model import CONFIG
+from test_trainer import checkpoint_names, comparable, config, data, interrupt, make_model, on_loss_call, records, \
+    trained, two_threads  # noqa: F401 (fixtures)
+from tinylm.distill import DistillConfig
+from tolerance import assert_close, decoder
+
+DISTILL = {"loss": "jsd", "beta": 0.4, "kd_ratio": 0.6, "temperature": 2.0}
+
+
+def teacher():
+    """A wider model on the same (byte) vocabulary, with its own weights."""
+    return tinylm.Model.from_config({**CONFIG, "hidden_size": 48, "intermediate_size": 96}, seed=5)
+
+
+def test_distillation_resumes_exactly(data, tmp_path):
+    train, _ = data
+    straight = make_model("lora")
+    tinylm.Trainer(straight, None, train, config(tmp_path / "straight", distill=DISTILL), teacher=teacher()).fit()
+
+    out = tmp_path / "stopped"
+    stopped = make_model("lora")
+    on_loss_call(stopped, 7, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        tinylm.Trainer(stopped, None, train, config(out, save_steps=None, distill=DISTILL), teacher=teacher()).fit()
+    assert checkpoint_names(out) == ["checkpoint-3"]
+    resumed = make_model("lora", scrambled=True)
+    tinylm.Trainer(resumed, None, train, config(out, resume_from_checkpoint=str(out / "checkpoint-3"),
+                                                distill=DISTILL), teacher=teacher()).fit()
+    assert comparable(out) == comparable(tmp_path / "straight")
+    for name, value in trained(straight).items():
+        np.testing.assert_array_equal(resumed.param(name), value, err_msg=name)
+
+
+def test_the_teacher_changes_training_and_kd_ratio_zero_does_not(data, tmp_path):
+    train, _ = data
+    plain, zero, distilled = make_model("lora"), make_model("lora"), make_model("lora")
+    tinylm.Trainer(plain, None, train, config(tmp_path / "plain", max_steps=2)).fit()
+    tinylm.Trainer(zero, None, train, config(tmp_path / "zero", max_steps=2, distill={"kd_ratio": 0.0}),
+                   teacher=teacher()).fit()
+    tinylm.Trainer(distilled, None, train, config(tmp_path / "kd", max_steps=2, distill=DISTILL),
+                   teacher=teacher()).fit()
+    chain = decoder(CONFIG, 2, 24, lora_r=4)
+    moved = 0
+    for name, value in trained(plain).items():
+        assert_close(zero.param(name), value, length=3 * chain.backward, what=name)
+        moved += not np.allclose(distilled.param(name), value, rtol=1e-3, atol=1e-5)
+    assert moved >= len(trained(plain)) // 2  # every B, which starts at zero, and A where it moved enough
+    assert [r["loss"] for r in records(tmp_path / "kd")] != [r["loss"] for r in records(tmp_path / "plain")]
+
+
+def test_distill_settings_are_checked(data, tmp_path):
+    train, _ = data
+    with pytest.raises(ValueError, match="unknown TrainConfig.distill key 'kd_weight'; valid keys: loss, kd_ratio"):
+        config(tmp_path, distill={"kd_weight": 0.5})
+    with pytest.raises(ValueError, match="distill is set but no teacher"):
+        tinylm.Trainer(make_model("lora"), None, train, config(tmp_path, distill=DISTILL))
+    model = make_model("lora")
+    with pytest.raises(ValueError, match="another model"):
+        tinylm.Trainer(model, None, train, config(tmp_path), teacher=model)
+    cfg = config(tmp_path, distill=DISTILL)
+    assert cfg.distill == DistillConfig(**DISTILL)
+    assert tinylm.TrainConfig.from_dict(cfg.to_dict()).distill == cfg.distill  # as a checkpoint stores it

@@ -6,6 +6,7 @@ weighted by labelled tokens over the whole accumulated batch, so a step of
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from tinylm.atomic import atomic_write_text, remove_stale, write_folder
 from tinylm.distill import DistillConfig
+from tinylm.distill.on_policy import on_policy_batch, takes_on_policy
 from tinylm.errors import NumericError, UnsupportedError
 from tinylm.optim import AdamW, clip_grad_norm
 from tinylm.trainer import checkpointing as ckpt
@@ -173,11 +175,18 @@ class Trainer:
         cfg, model = self.config, self.model
         step = self.state.global_step + 1
         micro = stream.next_step(cfg.gradient_accumulation_steps)
+        on_policy = [False] * len(micro)
+        if self.teacher is not None and cfg.distill.lmbda > 0:
+            for i, batch in enumerate(micro):
+                on_policy[i], seed = takes_on_policy(cfg.distill.lmbda, cfg.seed, step, i)
+                if on_policy[i]:
+                    micro[i] = on_policy_batch(model, batch, temperature=cfg.distill.generation_temperature,
+                                               seed=seed, max_new_tokens=cfg.distill.max_new_tokens)
         counts = [label_count(b) for b in micro]
         if sum(counts) == 0:
             raise ValueError(f"step {step}: its {len(micro)} micro-batch(es) have no labelled token (every label "
                              f"is -100); check truncation / train_on_prompt")
-        loss = self._accumulate(micro, counts, step)
+        loss = self._accumulate(micro, counts, step, on_policy)
         try:
             grad_norm = clip_grad_norm(model, cfg.max_grad_norm or None)  # None: measure only
         except NumericError:
@@ -196,9 +205,12 @@ class Trainer:
         self._updating = False
         return loss, grad_norm, tokens
 
-    def _accumulate(self, micro: list[dict], counts: list[int], step: int) -> float:
+    def _accumulate(self, micro: list[dict], counts: list[int], step: int, on_policy: list[bool]) -> float:
         """Gradient of the mean loss over every labelled token of the step:
-        micro-batch i adds (n_i / N) * its own mean's gradient."""
+        micro-batch i adds (n_i / N) * its own mean's gradient. An on-policy
+        micro-batch's loss is the divergence alone (GKD)."""
+        distill = self.config.distill
+        kd_only = dataclasses.replace(distill, kd_ratio=1.0) if distill is not None else None
         model, total = self.model, sum(counts)
         model.zero_grad()
         loss = 0.0
@@ -206,7 +218,8 @@ class Trainer:
             if n == 0:  # loss() refuses a batch with no label, and it would add nothing
                 continue
             value = model.loss(batch["input_ids"], batch["labels"], batch.get("attention_mask"),
-                               batch.get("position_ids"), teacher=self.teacher, distill=self.config.distill)
+                               batch.get("position_ids"), teacher=self.teacher,
+                               distill=kd_only if on_policy[i] else distill)
             if not math.isfinite(value):
                 raise self._numeric_stop(step, f"the training loss is {value} (micro-batch {i + 1} of {len(micro)})")
             model.backward(n / total)

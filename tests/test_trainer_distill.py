@@ -110,3 +110,16 @@ def test_on_policy_distillation_resumes_exactly(data, tmp_path):
     plain = make_model("lora")
     tinylm.Trainer(plain, None, train, config(tmp_path / "plain", distill=DISTILL), teacher=teacher()).fit()
     assert comparable(tmp_path / "plain") != comparable(tmp_path / "straight")  # on-policy batches changed training
+
+
+def test_a_teacher_on_another_tokenizer_is_refused(data, tmp_path):
+    from eval_fixtures import build_tokenizer
+    from fixture_paths import tokenizer_fixture
+    from tinylm.distill import check_shared_tokenizer
+    train, _ = data
+    build_tokenizer().save_pretrained(tmp_path / "tok")
+    tok = tinylm.Tokenizer.from_pretrained(tmp_path / "tok")
+    check_shared_tokenizer(tok, tinylm.Tokenizer.from_pretrained(tmp_path / "tok"))  # the same files: accepted
+    other = tinylm.Tokenizer.from_pretrained(tokenizer_fixture("qwen3"))
+    with pytest.raises(ValueError, match=r"the student's tokenizer .* and the teacher's .* differ: 211 ids against"):
+        tinylm.Trainer(make_model("lora"), tok, train, config(tmp_path / "o"), teacher=teacher(), teacher_tok=other)

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from tinylm.atomic import atomic_write_text, remove_stale, write_folder
-from tinylm.distill import DistillConfig
+from tinylm.distill import DistillConfig, check_shared_tokenizer
 from tinylm.distill.on_policy import on_policy_batch, takes_on_policy
 from tinylm.errors import NumericError, UnsupportedError
 from tinylm.optim import AdamW, clip_grad_norm
@@ -64,9 +64,10 @@ class Trainer:
       it runs forward only, on each micro-batch, in whatever storage and with
       whatever adapter it has); the loss is config.distill's mix of CE and
       KD (tinylm.distill.DistillConfig; its defaults when not set).
+    teacher_tok: the teacher's tokenizer, checked id by id against tok.
     """
 
-    def __init__(self, model, tok, train_data, config, eval_data=None, teacher=None):
+    def __init__(self, model, tok, train_data, config, eval_data=None, teacher=None, teacher_tok=None):
         if isinstance(config, dict):
             config = TrainConfig.from_dict(config)
         elif isinstance(config, (str, os.PathLike)):
@@ -79,6 +80,8 @@ class Trainer:
         if teacher is not None:
             if teacher is model:
                 raise ValueError("the teacher must be another model than the one trained")
+            if teacher_tok is not None and tok is not None:
+                check_shared_tokenizer(tok, teacher_tok)
             teacher.eval()  # forward only: no dropout, nothing kept for backward
             if config.distill is None:
                 config.distill = DistillConfig()

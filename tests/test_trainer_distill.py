@@ -67,3 +67,59 @@ def test_distill_settings_are_checked(data, tmp_path):
     cfg = config(tmp_path, distill=DISTILL)
     assert cfg.distill == DistillConfig(**DISTILL)
     assert tinylm.TrainConfig.from_dict(cfg.to_dict()).distill == cfg.distill  # as a checkpoint stores it
+
+
+def test_on_policy_batches_are_the_students_own_completions(data):
+    """GKD's on-policy batch: each row's prompt (its tokens before the first
+    label) continued greedily by the student up to the row's completion
+    length, the continuation labelled."""
+    from tinylm.distill.on_policy import on_policy_batch
+    train, _ = data
+    batch = next(iter(train.batches(3, shuffle=False)))
+    student = make_model("lora")
+    out = on_policy_batch(student, batch, temperature=0.0, seed=0)
+    for b in range(3):
+        labels, mask = batch["labels"][b], batch["attention_mask"][b]
+        start = int(np.nonzero(labels != -100)[0][0])
+        prompt = batch["input_ids"][b, :start].tolist()
+        budget = int(mask.sum()) - start
+        (new,) = student.generate_ids([prompt], max_new_tokens=budget)
+        n = start + len(new)
+        assert out["input_ids"][b, :start].tolist() == prompt
+        assert out["input_ids"][b, start:n].tolist() == new and out["labels"][b, start:n].tolist() == new
+        assert (out["labels"][b, :start] == -100).all() and (out["labels"][b, n:] == -100).all()
+        assert out["attention_mask"][b].sum() == n
+
+
+def test_on_policy_distillation_resumes_exactly(data, tmp_path):
+    train, _ = data
+    gkd = {**DISTILL, "lmbda": 0.5, "generation_temperature": 0.9, "max_new_tokens": 6}
+    straight = make_model("lora")
+    tinylm.Trainer(straight, None, train, config(tmp_path / "straight", distill=gkd), teacher=teacher()).fit()
+    out = tmp_path / "stopped"
+    stopped = make_model("lora")
+    on_loss_call(stopped, 7, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        tinylm.Trainer(stopped, None, train, config(out, save_steps=None, distill=gkd), teacher=teacher()).fit()
+    resumed = make_model("lora", scrambled=True)
+    tinylm.Trainer(resumed, None, train, config(out, resume_from_checkpoint=str(out / "checkpoint-3"), distill=gkd),
+                   teacher=teacher()).fit()
+    assert comparable(out) == comparable(tmp_path / "straight")
+    for name, value in trained(straight).items():
+        np.testing.assert_array_equal(resumed.param(name), value, err_msg=name)
+    plain = make_model("lora")
+    tinylm.Trainer(plain, None, train, config(tmp_path / "plain", distill=DISTILL), teacher=teacher()).fit()
+    assert comparable(tmp_path / "plain") != comparable(tmp_path / "straight")  # on-policy batches changed training
+
+
+def test_a_teacher_on_another_tokenizer_is_refused(data, tmp_path):
+    from eval_fixtures import build_tokenizer
+    from fixture_paths import tokenizer_fixture
+    from tinylm.distill import check_shared_tokenizer
+    train, _ = data
+    build_tokenizer().save_pretrained(tmp_path / "tok")
+    tok = tinylm.Tokenizer.from_pretrained(tmp_path / "tok")
+    check_shared_tokenizer(tok, tinylm.Tokenizer.from_pretrained(tmp_path / "tok"))  # the same files: accepted
+    other = tinylm.Tokenizer.from_pretrained(tokenizer_fixture("qwen3"))
+    with pytest.raises(ValueError, match=r"the student's tokenizer .* and the teacher's .* differ: 211 ids against"):
+        tinylm.Trainer(make_model("lora"), tok, train, config(tmp_path / "o"), teacher=teacher(), teacher_tok=other)

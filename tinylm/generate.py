@@ -202,6 +202,21 @@ class GenerationMixin:
             out = [g.text for g in out]
         return out[0] if single else out
 
+    def generate_ids(self, prompts: list, max_new_tokens: int = 64, temperature: float = 0.0, top_k: int = 0,
+                     top_p: float = 1.0, seed: int = 0, eos=None) -> list[list[int]]:
+        """generate() on token ids: each prompt a list of ids, each result the
+        new ids (ending with the EOS that stopped it, if one did). eos: ids
+        that end a row (default: the config's eos_token_id)."""
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("generate_ids needs at least one prompt, each of at least one token")
+        _check_settings(max_new_tokens, temperature, top_k, top_p, 1.0, [])
+        rows = [_Row([int(t) for t in p]) for p in prompts]
+        stops = eos_ids(None, self._config) if eos is None else {int(e) for e in eos}
+        if max_new_tokens > 0:
+            self._decode(rows, None, int(max_new_tokens), float(temperature), int(top_k), float(top_p), 1.0, [],
+                         stops, np.random.default_rng(seed))
+        return [list(r.new) for r in rows]
+
     def _decode(self, rows, tok, max_new, temperature, top_k, top_p, penalty, stop, eos, rng) -> None:
         B, V = len(rows), self._config["vocab_size"]
         P = max(len(r.prompt) for r in rows)

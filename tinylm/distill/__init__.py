@@ -9,7 +9,7 @@ import numpy as np
 
 from tinylm import _core
 
-__all__ = ["kd_loss", "topk_logprobs", "DistillConfig", "LOSSES", "IGNORE_INDEX"]
+__all__ = ["kd_loss", "topk_logprobs", "DistillConfig", "check_shared_tokenizer", "LOSSES", "IGNORE_INDEX"]
 
 LOSSES = {"forward_kl": _core.KD_FORWARD_KL, "reverse_kl": _core.KD_REVERSE_KL, "jsd": _core.KD_JSD}
 IGNORE_INDEX = -100  # a label that leaves its row out, as in transformers and TRL
@@ -122,6 +122,19 @@ def topk_logprobs(teacher_logits, k, temperature=1.0):
                        np.empty(lead, np.float32))
     _core.kd_topk(t, N, V, int(k), float(temperature), ids, logp, tail)
     return ids, logp, tail
+
+
+def check_shared_tokenizer(student_tok, teacher_tok) -> None:
+    """Distillation compares next-token distributions id by id: the two
+    tokenizers must map every id to the same token. A ValueError names both
+    and the first id where they differ."""
+    names = f"the student's tokenizer {student_tok!r} and the teacher's {teacher_tok!r}"
+    if len(student_tok) != len(teacher_tok):
+        raise ValueError(f"{names} differ: {len(student_tok)} ids against {len(teacher_tok)}")
+    for i in range(len(student_tok)):
+        if student_tok.id_to_token(i) != teacher_tok.id_to_token(i):
+            raise ValueError(f"{names} differ at id {i}: {student_tok.id_to_token(i)!r} against "
+                             f"{teacher_tok.id_to_token(i)!r}")
 
 
 from tinylm.distill.config import DistillConfig  # noqa: E402 (it reads LOSSES above)

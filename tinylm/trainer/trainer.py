@@ -6,6 +6,7 @@ weighted by labelled tokens over the whole accumulated batch, so a step of
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -17,7 +18,8 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from tinylm.atomic import atomic_write_text, remove_stale, write_folder
-from tinylm.distill import DistillConfig
+from tinylm.distill import DistillConfig, check_shared_tokenizer
+from tinylm.distill.on_policy import on_policy_batch, takes_on_policy
 from tinylm.errors import NumericError, UnsupportedError
 from tinylm.optim import AdamW, clip_grad_norm
 from tinylm.trainer import checkpointing as ckpt
@@ -62,9 +64,10 @@ class Trainer:
       it runs forward only, on each micro-batch, in whatever storage and with
       whatever adapter it has); the loss is config.distill's mix of CE and
       KD (tinylm.distill.DistillConfig; its defaults when not set).
+    teacher_tok: the teacher's tokenizer, checked id by id against tok.
     """
 
-    def __init__(self, model, tok, train_data, config, eval_data=None, teacher=None):
+    def __init__(self, model, tok, train_data, config, eval_data=None, teacher=None, teacher_tok=None):
         if isinstance(config, dict):
             config = TrainConfig.from_dict(config)
         elif isinstance(config, (str, os.PathLike)):
@@ -77,6 +80,8 @@ class Trainer:
         if teacher is not None:
             if teacher is model:
                 raise ValueError("the teacher must be another model than the one trained")
+            if teacher_tok is not None and tok is not None:
+                check_shared_tokenizer(tok, teacher_tok)
             teacher.eval()  # forward only: no dropout, nothing kept for backward
             if config.distill is None:
                 config.distill = DistillConfig()
@@ -173,11 +178,18 @@ class Trainer:
         cfg, model = self.config, self.model
         step = self.state.global_step + 1
         micro = stream.next_step(cfg.gradient_accumulation_steps)
+        on_policy = [False] * len(micro)
+        if self.teacher is not None and cfg.distill.lmbda > 0:
+            for i, batch in enumerate(micro):
+                on_policy[i], seed = takes_on_policy(cfg.distill.lmbda, cfg.seed, step, i)
+                if on_policy[i]:
+                    micro[i] = on_policy_batch(model, batch, temperature=cfg.distill.generation_temperature,
+                                               seed=seed, max_new_tokens=cfg.distill.max_new_tokens)
         counts = [label_count(b) for b in micro]
         if sum(counts) == 0:
             raise ValueError(f"step {step}: its {len(micro)} micro-batch(es) have no labelled token (every label "
                              f"is -100); check truncation / train_on_prompt")
-        loss = self._accumulate(micro, counts, step)
+        loss = self._accumulate(micro, counts, step, on_policy)
         try:
             grad_norm = clip_grad_norm(model, cfg.max_grad_norm or None)  # None: measure only
         except NumericError:
@@ -196,9 +208,12 @@ class Trainer:
         self._updating = False
         return loss, grad_norm, tokens
 
-    def _accumulate(self, micro: list[dict], counts: list[int], step: int) -> float:
+    def _accumulate(self, micro: list[dict], counts: list[int], step: int, on_policy: list[bool]) -> float:
         """Gradient of the mean loss over every labelled token of the step:
-        micro-batch i adds (n_i / N) * its own mean's gradient."""
+        micro-batch i adds (n_i / N) * its own mean's gradient. An on-policy
+        micro-batch's loss is the divergence alone (GKD)."""
+        distill = self.config.distill
+        kd_only = dataclasses.replace(distill, kd_ratio=1.0) if distill is not None else None
         model, total = self.model, sum(counts)
         model.zero_grad()
         loss = 0.0
@@ -206,7 +221,8 @@ class Trainer:
             if n == 0:  # loss() refuses a batch with no label, and it would add nothing
                 continue
             value = model.loss(batch["input_ids"], batch["labels"], batch.get("attention_mask"),
-                               batch.get("position_ids"), teacher=self.teacher, distill=self.config.distill)
+                               batch.get("position_ids"), teacher=self.teacher,
+                               distill=kd_only if on_policy[i] else distill)
             if not math.isfinite(value):
                 raise self._numeric_stop(step, f"the training loss is {value} (micro-batch {i + 1} of {len(micro)})")
             model.backward(n / total)

@@ -348,7 +348,8 @@ int tlm_lora_active(const tlm_model *m);
 tlm_status tlm_lora_merge(tlm_model *m);
 tlm_status tlm_lora_unmerge(tlm_model *m);
 int tlm_lora_merged(const tlm_model *m);
-/* out [Out, In] = W + scale * B A of one projection under the active
+/* out [Out, In] = W + scale * B A of projection proj (an index into the
+ * model's projection list, tlm_model_proj) of a layer under the active
  * adapter (W alone where it does not adapt that projection); the model's
  * weights are left as they are. */
 tlm_status tlm_lora_merged_weight(tlm_model *m, int64_t layer, int proj, float *out);

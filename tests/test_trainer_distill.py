@@ -19,23 +19,28 @@ def teacher():
     return tinylm.Model.from_config({**CONFIG, "hidden_size": 48, "intermediate_size": 96}, seed=5)
 
 
-def test_distillation_resumes_exactly(data, tmp_path):
-    train, _ = data
+def assert_resumes_exactly(train, tmp_path, distill):
+    """An uninterrupted run, and one stopped by Ctrl-C in step 4 then resumed
+    from checkpoint 3 with scrambled weights: the same metrics and weights,
+    bit for bit (one process, one thread count)."""
     straight = make_model("lora")
-    tinylm.Trainer(straight, None, train, config(tmp_path / "straight", distill=DISTILL), teacher=teacher()).fit()
-
+    tinylm.Trainer(straight, None, train, config(tmp_path / "straight", distill=distill), teacher=teacher()).fit()
     out = tmp_path / "stopped"
     stopped = make_model("lora")
     on_loss_call(stopped, 7, interrupt)
     with pytest.raises(KeyboardInterrupt):
-        tinylm.Trainer(stopped, None, train, config(out, save_steps=None, distill=DISTILL), teacher=teacher()).fit()
+        tinylm.Trainer(stopped, None, train, config(out, save_steps=None, distill=distill), teacher=teacher()).fit()
     assert checkpoint_names(out) == ["checkpoint-3"]
     resumed = make_model("lora", scrambled=True)
     tinylm.Trainer(resumed, None, train, config(out, resume_from_checkpoint=str(out / "checkpoint-3"),
-                                                distill=DISTILL), teacher=teacher()).fit()
+                                                distill=distill), teacher=teacher()).fit()
     assert comparable(out) == comparable(tmp_path / "straight")
     for name, value in trained(straight).items():
         np.testing.assert_array_equal(resumed.param(name), value, err_msg=name)
+
+
+def test_distillation_resumes_exactly(data, tmp_path):
+    assert_resumes_exactly(data[0], tmp_path, DISTILL)
 
 
 def test_the_teacher_changes_training_and_kd_ratio_zero_does_not(data, tmp_path):
@@ -94,22 +99,11 @@ def test_on_policy_batches_are_the_students_own_completions(data):
 def test_on_policy_distillation_resumes_exactly(data, tmp_path):
     train, _ = data
     gkd = {**DISTILL, "lmbda": 0.5, "generation_temperature": 0.9, "max_new_tokens": 6}
-    straight = make_model("lora")
-    tinylm.Trainer(straight, None, train, config(tmp_path / "straight", distill=gkd), teacher=teacher()).fit()
-    out = tmp_path / "stopped"
-    stopped = make_model("lora")
-    on_loss_call(stopped, 7, interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        tinylm.Trainer(stopped, None, train, config(out, save_steps=None, distill=gkd), teacher=teacher()).fit()
-    resumed = make_model("lora", scrambled=True)
-    tinylm.Trainer(resumed, None, train, config(out, resume_from_checkpoint=str(out / "checkpoint-3"), distill=gkd),
+    assert_resumes_exactly(train, tmp_path / "gkd", gkd)
+    tinylm.Trainer(make_model("lora"), None, train, config(tmp_path / "plain", distill=DISTILL),
                    teacher=teacher()).fit()
-    assert comparable(out) == comparable(tmp_path / "straight")
-    for name, value in trained(straight).items():
-        np.testing.assert_array_equal(resumed.param(name), value, err_msg=name)
-    plain = make_model("lora")
-    tinylm.Trainer(plain, None, train, config(tmp_path / "plain", distill=DISTILL), teacher=teacher()).fit()
-    assert comparable(tmp_path / "plain") != comparable(tmp_path / "straight")  # on-policy batches changed training
+    # on-policy batches changed training
+    assert comparable(tmp_path / "plain") != comparable(tmp_path / "gkd" / "straight")
 
 
 def test_a_teacher_on_another_tokenizer_is_refused(data, tmp_path):

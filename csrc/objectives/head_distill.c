@@ -78,21 +78,7 @@ double tlm_head_distill(const tlm_kd_desc *kd, const tlm_head *student, const tl
             row[t] -= cap > 0.0f ? ce_weight * (1.0f - yt * yt) : ce_weight;
         }
         ce += part;
-        if (!dhv) continue;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)D, (blasint)V, 1.0f, chunk,
-                    (blasint)V, student->W, (blasint)D, 0.0f, dhv + r0 * D, (blasint)D);
-        if (dW)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)V, (blasint)D, (blasint)rows, 1.0f, chunk,
-                        (blasint)V, h, (blasint)D, 1.0f, dW, (blasint)D);
-        if (db) {
-            /* Threads own column blocks; rows are summed in order. */
-            #pragma omp parallel for schedule(static)
-            for (int64_t j0 = 0; j0 < V; j0 += 64) {
-                int64_t j1 = j0 + 64 < V ? j0 + 64 : V;
-                for (int64_t n = 0; n < rows; n++)
-                    for (int64_t j = j0; j < j1; j++) db[j] += chunk[n * V + j];
-            }
-        }
+        if (dhv) tlm_lmhead_chunk_backward(chunk, h, student->W, rows, D, V, dhv + r0 * D, dW, db);
     }
     *ce_sum = ce;
     *kd_sum = div;

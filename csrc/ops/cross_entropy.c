@@ -67,21 +67,24 @@ double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, const f
             }
         }
         nll += part;
-        if (!dhv) continue;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)D, (blasint)V, 1.0f, chunk,
-                    (blasint)V, W, (blasint)D, 0.0f, dhv + r0 * D, (blasint)D);
-        if (dW)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)V, (blasint)D, (blasint)rows, 1.0f, chunk,
-                        (blasint)V, h, (blasint)D, 1.0f, dW, (blasint)D);
-        if (dbias) {
-            /* Threads own column blocks; rows are summed in order. */
-            #pragma omp parallel for schedule(static)
-            for (int64_t j0 = 0; j0 < V; j0 += 64) {
-                int64_t j1 = j0 + 64 < V ? j0 + 64 : V;
-                for (int64_t n = 0; n < rows; n++)
-                    for (int64_t j = j0; j < j1; j++) dbias[j] += chunk[n * V + j];
-            }
-        }
+        if (dhv) tlm_lmhead_chunk_backward(chunk, h, W, rows, D, V, dhv + r0 * D, dW, dbias);
     }
     return nll;
+}
+
+void tlm_lmhead_chunk_backward(const float *dlogits, const float *h, const float *W, int64_t rows, int64_t D,
+                               int64_t V, float *dh, float *dW, float *dbias) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)D, (blasint)V, 1.0f, dlogits,
+                (blasint)V, W, (blasint)D, 0.0f, dh, (blasint)D);
+    if (dW)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)V, (blasint)D, (blasint)rows, 1.0f, dlogits,
+                    (blasint)V, h, (blasint)D, 1.0f, dW, (blasint)D);
+    if (!dbias) return;
+    /* Threads own column blocks; rows are summed in order. */
+    #pragma omp parallel for schedule(static)
+    for (int64_t j0 = 0; j0 < V; j0 += 64) {
+        int64_t j1 = j0 + 64 < V ? j0 + 64 : V;
+        for (int64_t n = 0; n < rows; n++)
+            for (int64_t j = j0; j < j1; j++) dbias[j] += dlogits[n * V + j];
+    }
 }

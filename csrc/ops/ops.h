@@ -126,6 +126,10 @@ void tlm_attention_backward(const tlm_attn_desc *ad, float *dq, float *dk, float
  * dW and /dbias to dbias (each when not NULL). chunk: scratch of
  * tlm_lmhead_ce_rows(V) * V floats; the [Nv, V] logits are never held. */
 int64_t tlm_lmhead_ce_rows(int64_t V);
+/* A chunk's way back through the head: dh [rows,D] = dlogits W (written),
+ * dW += dlogits^T h, dbias += column sums (each when not NULL). */
+void tlm_lmhead_chunk_backward(const float *dlogits /*[rows,V]*/, const float *h /*[rows,D]*/, const float *W,
+                               int64_t rows, int64_t D, int64_t V, float *dh, float *dW, float *dbias);
 double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, const float *bias, float softcap,
                      int64_t Nv, int64_t D, int64_t V, float *chunk, float *dhv, float *dW, float *dbias);
 

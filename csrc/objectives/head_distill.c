@@ -56,12 +56,7 @@ double tlm_head_distill(const tlm_kd_desc *kd, const tlm_head *student, const tl
         #pragma omp parallel for schedule(static) reduction(+ : part)
         for (int64_t n = 0; n < rows; n++) {
             float *row = chunk + n * V;
-            float mx = -INFINITY;
-            for (int64_t j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
-            double sum = 0.0;
-            #pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < V; j++) sum += tlm_expf(row[j] - mx);
-            double lse = (double)mx + log(sum);
+            double lse = tlm_row_logsumexp(row, V);
             int32_t t = tv[r0 + n];
             part += lse - (double)row[t];
             if (!dhv) continue;

@@ -41,12 +41,7 @@ double tlm_lmhead_ce(const float *hv, const int32_t *tv, const float *W, const f
                 for (int64_t j = 0; j < V; j++) row[j] += bias[j];
             if (softcap > 0.0f) /* as transformers: logits / softcap, tanh, * softcap */
                 for (int64_t j = 0; j < V; j++) row[j] = softcap * tanhf(row[j] / softcap);
-            float mx = -INFINITY;
-            for (int64_t j = 0; j < V; j++) mx = row[j] > mx ? row[j] : mx;
-            double sum = 0.0;
-            #pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < V; j++) sum += tlm_expf(row[j] - mx);
-            double lse = (double)mx + log(sum);
+            double lse = tlm_row_logsumexp(row, V);
             int32_t t = tv[r0 + n];
             part += lse - (double)row[t];
             if (dhv) { /* d(nll)/dlogits = softmax - onehot, through the softcap */

@@ -11,6 +11,7 @@
 #ifndef TLM_FASTEXP_H
 #define TLM_FASTEXP_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -38,6 +39,18 @@ static inline float tlm_expf(float x) {
     memcpy(&scale, &bits, sizeof scale);
     float out = y * scale;
     return nan_mask == 1.0f ? out : x;
+}
+
+/* log sum_j exp(x[j]) over a row of n logits, stably (the row's maximum
+ * taken out), summed in double: the CE and distillation heads' per-row
+ * normaliser. */
+static inline double tlm_row_logsumexp(const float *x, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    double sum = 0.0;
+    #pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) sum += tlm_expf(x[j] - mx);
+    return (double)mx + log(sum);
 }
 
 #endif

@@ -116,10 +116,7 @@ class TrainConfig:
         it and the closest valid key."""
         if not isinstance(values, dict):
             raise TypeError(f"TrainConfig.from_dict needs a mapping, got {type(values).__name__}")
-        valid = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in valid:
-                raise ValueError(f"unknown TrainConfig key {key!r}{_suggestion(str(key), valid)}")
+        _check_keys(values, cls, "TrainConfig")
         if "output_dir" not in values:
             raise ValueError("TrainConfig: output_dir is required")
         return cls(**values)
@@ -152,11 +149,16 @@ def _distill(value) -> DistillConfig | None:
         return value
     if not isinstance(value, dict):
         raise TypeError(f"TrainConfig.distill must be a mapping of DistillConfig fields, got {value!r}")
-    valid = [f.name for f in dataclasses.fields(DistillConfig)]
-    for key in value:
-        if key not in valid:
-            raise ValueError(f"unknown TrainConfig.distill key {key!r}{_suggestion(str(key), valid)}")
+    _check_keys(value, DistillConfig, "TrainConfig.distill")
     return DistillConfig(**value)
+
+
+def _check_keys(values: dict, cls, what: str) -> None:
+    """A ValueError naming an unknown key of a mapping meant for dataclass cls, and the closest valid one."""
+    valid = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in valid:
+            raise ValueError(f"unknown {what} key {key!r}{_suggestion(str(key), valid)}")
 
 
 def _suggestion(key: str, valid: list[str]) -> str:

@@ -397,6 +397,43 @@ tlm_status tlm_cache_read(const tlm_cache *c, int64_t first, int64_t n, int32_t 
 /* Closes a reader, or discards an uncommitted writer's temporary file. */
 void tlm_cache_close(tlm_cache *c);
 
+/* --- teacher top-k cache (HDF5) --- */
+/* A teacher's next-token distribution for offline distillation, kept as
+ * its k most likely ids per position: int32 ids and float32 logprobs [P, k],
+ * float32 tail [P] (log of the mass outside the k), int64 row_offsets [R+1]
+ * (row r of a dataset owns positions [row_offsets[r], row_offsets[r+1])),
+ * and string attributes (k, vocab_size and the caller's manifest). */
+
+typedef struct tlm_topk_cache tlm_topk_cache;
+
+/* Starts a cache of k ids per position over a vocabulary of vocab_size;
+ * it becomes `path` on commit. */
+tlm_status tlm_topk_create(const char *path, int64_t k, int64_t vocab_size, tlm_topk_cache **out);
+/* Sets a root string attribute; tinylm_topk_version, k, vocab_size are reserved. */
+tlm_status tlm_topk_set_attr(tlm_topk_cache *c, const char *key, const char *value);
+/* Appends n_rows rows, row r with counts[r] positions: ids and logprobs
+ * [sum(counts), k], tail [sum(counts)]. */
+tlm_status tlm_topk_append(tlm_topk_cache *c, const int64_t *counts, int64_t n_rows, const int32_t *ids,
+                           const float *logprobs, const float *tail);
+/* Flushes, seals, fsyncs and renames the temporary file onto path. */
+tlm_status tlm_topk_commit(tlm_topk_cache *c);
+
+/* Opens a finished cache and validates its layout (TLM_EFORMAT otherwise). */
+tlm_status tlm_topk_open(const char *path, tlm_topk_cache **out);
+int64_t tlm_topk_rows(const tlm_topk_cache *c);            /* R */
+int64_t tlm_topk_k(const tlm_topk_cache *c);
+int64_t tlm_topk_vocab_size(const tlm_topk_cache *c);
+int64_t tlm_topk_positions(const tlm_topk_cache *c);       /* P */
+const int64_t *tlm_topk_row_offsets(const tlm_topk_cache *c);   /* [R+1], owned by c */
+int64_t tlm_topk_attr_count(const tlm_topk_cache *c);
+tlm_status tlm_topk_attr_get(const tlm_topk_cache *c, int64_t i, const char **key, const char **value);
+/* Reads row `row`'s n = row_offsets[row+1] - row_offsets[row] positions:
+ * ids and logprobs [n, k], tail [n]; TLM_EFORMAT if an id is outside the
+ * vocabulary or a log-probability is NaN or positive. */
+tlm_status tlm_topk_read(const tlm_topk_cache *c, int64_t row, int32_t *ids, float *logprobs, float *tail);
+/* Closes a reader, or discards an uncommitted writer's temporary file. */
+void tlm_topk_close(tlm_topk_cache *c);
+
 /* --- tokenizer --- */
 
 /* A BPE tokenizer read from Hugging Face's tokenizer.json (byte-level BPE as

@@ -1,5 +1,5 @@
-/* cache_seal.c: the token cache's seal, so that libhdf5 only ever parses
- * files tinylm finished writing.
+/* cache_seal.c: the seal of tinylm's HDF5 files (token and teacher caches),
+ * so that libhdf5 only ever parses files tinylm finished writing.
  *
  * libhdf5 is not hardened against corrupt or hostile files: fed mutated
  * caches (tests/c/fuzz/fuzz_cache.c, docs/reliability.md) it asked for
@@ -71,7 +71,7 @@ static int checksum_after_seal(int fd, uint64_t *out) {
     return 0;
 }
 
-tlm_status tlm_cache_seal(const char *path) {
+tlm_status tlm_cache_seal(const char *kind, const char *path) {
     int fd = open(path, O_RDWR | O_CLOEXEC);
     struct stat sb;
     uint64_t sum;
@@ -85,32 +85,32 @@ tlm_status tlm_cache_seal(const char *path) {
     }
     int err = errno;
     if (fd >= 0) close(fd);
-    return ok ? TLM_OK : tlm_fail(TLM_EIO, "token cache %s: cannot seal: %s", path, strerror(err));
+    return ok ? TLM_OK : tlm_fail(TLM_EIO, "%s %s: cannot seal: %s", kind, path, strerror(err));
 }
 
-tlm_status tlm_cache_check_seal(const char *path) {
+tlm_status tlm_cache_check_seal(const char *kind, const char *path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tlm_fail(TLM_EIO, "token cache %s: %s", path, strerror(errno));
+    if (fd < 0) return tlm_fail(TLM_EIO, "%s %s: %s", kind, path, strerror(errno));
     struct stat sb;
     unsigned char seal[SEAL_BYTES + 1] = {0};
     uint64_t length = 0, want = 0, sum = 0;
     int n = 0;
     tlm_status st = TLM_OK;
     if (fstat(fd, &sb) != 0 || read_full(fd, seal, SEAL_BYTES) < 0)
-        st = tlm_fail(TLM_EIO, "token cache %s: cannot read: %s", path, strerror(errno));
+        st = tlm_fail(TLM_EIO, "%s %s: cannot read: %s", kind, path, strerror(errno));
     else if (memcmp(seal, SEAL_MAGIC, sizeof SEAL_MAGIC - 1) != 0 ||
              sscanf((const char *)seal + sizeof SEAL_MAGIC - 1, "length %" SCNu64 "\nchecksum %" SCNx64 "\n%n", &length,
                     &want, &n) != 2 || n == 0)
-        st = tlm_fail(TLM_EFORMAT, "token cache %s: no tinylm seal in its first %d bytes (not a finished tinylm "
-                      "cache)", path, SEAL_BYTES);
+        st = tlm_fail(TLM_EFORMAT, "%s %s: no tinylm seal in its first %d bytes (not a finished tinylm "
+                      "cache)", kind, path, SEAL_BYTES);
     else if (length != (uint64_t)sb.st_size)
-        st = tlm_fail(TLM_EFORMAT, "token cache %s: the seal says %" PRIu64 " bytes but the file has %lld "
-                      "(truncated or appended to)", path, length, (long long)sb.st_size);
+        st = tlm_fail(TLM_EFORMAT, "%s %s: the seal says %" PRIu64 " bytes but the file has %lld "
+                      "(truncated or appended to)", kind, path, length, (long long)sb.st_size);
     else if (checksum_after_seal(fd, &sum) != 0)
-        st = tlm_fail(TLM_EIO, "token cache %s: cannot read: %s", path, strerror(errno));
+        st = tlm_fail(TLM_EIO, "%s %s: cannot read: %s", kind, path, strerror(errno));
     else if (sum != want)
-        st = tlm_fail(TLM_EFORMAT, "token cache %s: checksum %016" PRIx64 " does not match the seal's %016" PRIx64
-                      " (the file is corrupt)", path, sum, want);
+        st = tlm_fail(TLM_EFORMAT, "%s %s: checksum %016" PRIx64 " does not match the seal's %016" PRIx64
+                      " (the file is corrupt)", kind, path, sum, want);
     close(fd);
     return st;
 }

@@ -1,4 +1,4 @@
-/* cache_seal.h: the seal in a token cache's HDF5 user block (cache_seal.c). */
+/* cache_seal.h: the seal in the HDF5 user block of tinylm's caches (cache_seal.c). */
 #ifndef TLM_CACHE_SEAL_H
 #define TLM_CACHE_SEAL_H
 
@@ -8,10 +8,10 @@
  * of two, at least 512). */
 #define SEAL_BYTES 512
 
-/* Writes the seal into a complete cache file and fsyncs it. */
-tlm_status tlm_cache_seal(const char *path);
+/* kind names the file in messages ("token cache"). Writes the seal into a complete cache file and fsyncs it. */
+tlm_status tlm_cache_seal(const char *kind, const char *path);
 /* TLM_OK when the file carries a seal matching its length and bytes;
  * TLM_EFORMAT naming what disagrees otherwise. */
-tlm_status tlm_cache_check_seal(const char *path);
+tlm_status tlm_cache_check_seal(const char *kind, const char *path);
 
 #endif

@@ -152,3 +152,32 @@ int tlm_py_init_common(PyObject *module) {
         return -1;
     return 0;
 }
+
+int tlm_py_get_i64(PyObject *obj, Py_ssize_t numel, const char *what, Py_buffer *view) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous array", what);
+        return -1;
+    }
+    const char *fmt = view->format ? view->format : "B";
+    if (*fmt == '<' || *fmt == '=' || *fmt == '@') fmt++;
+    if (view->itemsize != 8 || (*fmt != 'q' && *fmt != 'l')) {
+        PyErr_Format(PyExc_TypeError, "%s must hold int64 (got format '%s')", what, view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (numel >= 0 && view->len / 8 != numel) {
+        PyErr_Format(PyExc_ValueError, "%s has %zd elements, expected %zd", what, view->len / 8, numel);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *tlm_py_i64_copy(const int64_t *src, int64_t n) {
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)src, (Py_ssize_t)(n * 8));
+    if (!bytes) return NULL;
+    int64_t shape[1] = {n};
+    PyObject *view = tlm_py_view(bytes, PyBytes_AS_STRING(bytes), "q", 8, 1, shape, 0);
+    Py_DECREF(bytes);
+    return view;
+}

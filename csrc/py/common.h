@@ -26,6 +26,12 @@ int tlm_py_get_buffer_or_none(PyObject *obj, char kind, Py_ssize_t numel, int wr
 
 /* A buffer-protocol object over memory owned by `owner` (kept alive by the
  * view, so numpy arrays made from it stay valid). format is "f", "i", "B"... */
+/* An int64 buffer (the kinds above stop at 32 bits: offsets are int64) of
+ * numel elements (-1: any). */
+int tlm_py_get_i64(PyObject *obj, Py_ssize_t numel, const char *what, Py_buffer *view);
+/* A read-only int64 [n] array copied from src: a view into a C object's
+ * memory would dangle once the object is closed. */
+PyObject *tlm_py_i64_copy(const int64_t *src, int64_t n);
 PyObject *tlm_py_view(PyObject *owner, void *ptr, const char *format, Py_ssize_t itemsize,
                       int ndim, const int64_t *shape, int writable);
 
@@ -46,6 +52,7 @@ int tlm_py_init_safetensors(PyObject *module);
 int tlm_py_init_model(PyObject *module);
 int tlm_py_init_quant(PyObject *module);
 int tlm_py_init_data(PyObject *module);
+int tlm_py_init_topk(PyObject *module);
 int tlm_py_init_tokenizer(PyObject *module);
 int tlm_py_init_generate(PyObject *module);
 int tlm_py_init_ops(PyObject *module);

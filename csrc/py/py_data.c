@@ -33,27 +33,6 @@ static int check_open(CacheObject *self, int want_writer) {
     return 0;
 }
 
-/* common.c's buffer kinds stop at 32 bits; offsets and line numbers are int64. */
-static int get_i64(PyObject *obj, Py_ssize_t numel, const char *what, Py_buffer *view) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
-        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous array", what);
-        return -1;
-    }
-    const char *fmt = view->format ? view->format : "B";
-    if (*fmt == '<' || *fmt == '=' || *fmt == '@') fmt++;
-    if (view->itemsize != 8 || (*fmt != 'q' && *fmt != 'l')) {
-        PyErr_Format(PyExc_TypeError, "%s must hold int64 (got format '%s')", what, view->format ? view->format : "B");
-        PyBuffer_Release(view);
-        return -1;
-    }
-    if (numel >= 0 && view->len / 8 != numel) {
-        PyErr_Format(PyExc_ValueError, "%s has %zd elements, expected %zd", what, view->len / 8, numel);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *py_cache_create(PyObject *mod, PyObject *args) {
     (void)mod;
     const char *path;
@@ -79,11 +58,11 @@ static PyObject *cache_append(CacheObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOO:append", &ids_o, &mask_o, &lengths_o, &lines_o)) return NULL;
     if (check_open(self, 1) < 0) return NULL;
     Py_buffer ids, mask, lengths, lines;
-    if (get_i64(lengths_o, -1, "lengths", &lengths) < 0) return NULL;
+    if (tlm_py_get_i64(lengths_o, -1, "lengths", &lengths) < 0) return NULL;
     Py_ssize_t n = lengths.len / 8, total = 0;
     for (Py_ssize_t i = 0; i < n; i++) total += ((const int64_t *)lengths.buf)[i];
     PyObject *ret = NULL;
-    if (get_i64(lines_o, n, "lines", &lines) == 0) {
+    if (tlm_py_get_i64(lines_o, n, "lines", &lines) == 0) {
         if (tlm_py_get_buffer(ids_o, 'i', total, 0, "ids", &ids) == 0) {
             if (tlm_py_get_buffer(mask_o, 'B', total, 0, "mask", &mask) == 0) {
                 tlm_status st = tlm_cache_append(self->cache, ids.buf, mask.buf, lengths.buf, lines.buf, n);
@@ -174,27 +153,16 @@ static PyObject *cache_get_attrs(CacheObject *self, void *closure) {
     return d;
 }
 
-/* offsets and lines are copied out (16 bytes an example): a view into the
- * cache's memory would dangle once close() frees it. */
-static PyObject *i64_copy(const int64_t *src, int64_t n) {
-    PyObject *bytes = PyBytes_FromStringAndSize((const char *)src, (Py_ssize_t)(n * 8));
-    if (!bytes) return NULL;
-    int64_t shape[1] = {n};
-    PyObject *view = tlm_py_view(bytes, PyBytes_AS_STRING(bytes), "q", 8, 1, shape, 0);
-    Py_DECREF(bytes);
-    return view;
-}
-
 static PyObject *cache_get_offsets(CacheObject *self, void *closure) {
     (void)closure;
     if (check_open(self, 0) < 0) return NULL;
-    return i64_copy(tlm_cache_offsets(self->cache), tlm_cache_count(self->cache) + 1);
+    return tlm_py_i64_copy(tlm_cache_offsets(self->cache), tlm_cache_count(self->cache) + 1);
 }
 
 static PyObject *cache_get_lines(CacheObject *self, void *closure) {
     (void)closure;
     if (check_open(self, 0) < 0) return NULL;
-    return i64_copy(tlm_cache_lines(self->cache), tlm_cache_count(self->cache));
+    return tlm_py_i64_copy(tlm_cache_lines(self->cache), tlm_cache_count(self->cache));
 }
 
 static PyMethodDef cache_methods[] = {

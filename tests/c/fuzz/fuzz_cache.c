@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_write("cache.h5", data, size);
     static int reseal = -1;
     if (reseal < 0) reseal = getenv("FUZZ_CACHE_RESEAL") && atoi(getenv("FUZZ_CACHE_RESEAL"));
-    if (reseal && size >= SEAL_BYTES && tlm_cache_seal(path) != TLM_OK) abort();
+    if (reseal && size >= SEAL_BYTES && tlm_cache_seal("token cache", path) != TLM_OK) abort();
     tlm_cache *c;
     tlm_status st = tlm_cache_open(path, &c);
     if (st != TLM_OK) {

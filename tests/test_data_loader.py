@@ -33,6 +33,8 @@ def test_padding(tokenizer_case, tmp_path):
     tok, hf, _ = tokenizer_case
     train = load(write_pairs(tmp_path / "d.jsonl", 6), tok, tmp_path).train
     b = train.rows(range(len(train)))
+    rows = b.pop("row_ids")
+    assert rows.dtype == np.int64 and rows.tolist() == list(range(6))
     assert {k: (v.dtype, v.shape) for k, v in b.items()} == {k: (np.int32, (6, 48)) for k in b}
     pad = hf.pad_token_id if hf.pad_token_id is not None else hf.eos_token_id   # qwen3 has one, mistral not
     real = b["attention_mask"] == 1

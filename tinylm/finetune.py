@@ -1,6 +1,7 @@
 """Supervised fine-tuning from a config: LoRA, QLoRA (LoRA on an NF4 or int8
-base) or full. The lora_finetune, qlora_finetune and full_finetune recipes
-and `tinylm train` are this function with different settings.
+base) or full, optionally distilled from a teacher (a `teacher` section:
+DISTILL_DEFAULTS). The lora_finetune, qlora_finetune, full_finetune and
+distill recipes and `tinylm train` are this function with different settings.
 
     result = finetune(load_config("recipes/configs/lora_finetune.yaml", [], FINETUNE_DEFAULTS))
 
@@ -18,6 +19,7 @@ import time
 import tinylm
 from tinylm.atomic import atomic_write_text, write_folder
 from tinylm.data import load_dataset
+from tinylm.distill import DistillConfig, TeacherCache
 from tinylm.recipe_config import dump, train_defaults
 from tinylm.recipe_support import DEMO_MODEL, copy_tokenizer, export_folder, peak_rss_mb, shipped_path
 
@@ -42,6 +44,15 @@ FINETUNE_DEFAULTS = {
                             num_train_epochs=2.0, save_steps=None, logging_steps=5),
 }
 
+# Distillation adds the teacher: a model folder (online, or on-policy with
+# train.distill.lmbda > 0), with its own adapter and storage, or an offline
+# cache that `tinylm distill cache` made from the same data; and the loss,
+# train.distill (tinylm.distill.DistillConfig's fields).
+DISTILL_DEFAULTS = dict(
+    FINETUNE_DEFAULTS, output_dir="out/distill",
+    teacher={"model": None, "adapter": None, "quant": None, "cache": None},
+    train=dict(FINETUNE_DEFAULTS["train"], distill=DistillConfig().to_dict()))
+
 
 def load_base(cfg: dict):
     """(model, tokenizer, folder) for cfg["model"] (the demo model when None)
@@ -50,6 +61,25 @@ def load_base(cfg: dict):
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder}: no such model folder")
     return tinylm.Model.from_pretrained(folder, quant=cfg["quant"]), tinylm.Tokenizer.from_pretrained(folder), folder
+
+
+def load_teacher(section: dict | None):
+    """(teacher, its tokenizer or None) for a teacher section: a
+    TeacherCache when it names a cache, else the model folder with its
+    adapter and storage; (None, None) without one."""
+    if not section or not (section.get("model") or section.get("cache")):
+        return None, None
+    if section.get("cache"):
+        if section.get("model"):
+            raise ValueError("teacher: give a model folder (online) or a cache (offline), not both")
+        return TeacherCache(section["cache"]), None
+    folder = section["model"]
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: no such teacher model folder")
+    teacher = tinylm.Model.from_pretrained(folder, quant=section.get("quant"))
+    if section.get("adapter"):
+        teacher.load_adapter(section["adapter"])
+    return teacher, tinylm.Tokenizer.from_pretrained(folder)
 
 
 def finetune(cfg: dict) -> dict:
@@ -73,10 +103,17 @@ def finetune(cfg: dict) -> dict:
     train, val = load_dataset(shipped_path(data["train"]), tok, format=data["format"], seq_len=data["seq_len"],
                               packing=data["packing"], train_on_prompt=data["train_on_prompt"],
                               validation=shipped_path(data["validation"]), seed=cfg["seed"])
-    trainer = tinylm.Trainer(model, tok, train, dict(cfg["train"], output_dir=os.path.join(out, "train"),
-                                                     seed=cfg["seed"]), eval_data=val)
+    teacher, teacher_tok = load_teacher(cfg.get("teacher"))
+    train_cfg = dict(cfg["train"], output_dir=os.path.join(out, "train"), seed=cfg["seed"])
+    if teacher is None:
+        train_cfg["distill"] = None
+    trainer = tinylm.Trainer(model, tok, train, train_cfg, eval_data=val, teacher=teacher, teacher_tok=teacher_tok)
     start = time.perf_counter()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:
+        if isinstance(teacher, TeacherCache):
+            teacher.close()
     runtime = time.perf_counter() - start
     if lora:
         target = os.path.join(out, "adapter")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import hashlib
 import json
 import os
 import warnings
@@ -151,6 +152,17 @@ class Model(AdapterMixin, GenerationMixin):
         dequantized copies of quantized weights."""
         return {name: self.weight(name) if quantized else self.param(name)
                 for name, _, _, _, quantized in self._table}
+
+    def fingerprint(self) -> str:
+        """A hash of the configuration, the storage and every parameter
+        (adapters included, as they are now): what an offline teacher cache
+        records of the teacher that made it."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(json.dumps([self._config, self.quant], sort_keys=True, default=str).encode())
+        for name, _, _, _, quantized in self._table:
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(self.weight(name) if quantized else self.param(name)).tobytes())
+        return h.hexdigest()
 
     def load_state_dict(self, tensors: dict, strict: bool = True) -> None:
         """Copies arrays into the parameters (shapes must match)."""

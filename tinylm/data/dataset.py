@@ -1,5 +1,7 @@
 """Dataset: examples from cached files laid out in rows of seq_len tokens,
 served as numpy batches in a seeded order that can be resumed exactly."""
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +47,8 @@ class Dataset:
                       documents (use position_ids for that)
       position_ids    0, 1, ... restarting at each document; padding
                       continues the last document's count
+    and a batch also carries row_ids, int64 [B], the rows it holds (what an
+    offline teacher cache, tinylm.distill.cache, is looked up by).
     """
 
     def __init__(self, files, file_of, index, *, seq_len, packing, train_on_prompt, truncation, seed, pad_id):
@@ -80,6 +84,17 @@ class Dataset:
     def __len__(self):
         return len(self.bounds) - 1
 
+    def fingerprint(self) -> str:
+        """A hash of every row's content: the source files' token caches
+        (their data and tokenizer), the layout options, and which examples
+        fill which row. Equal fingerprints serve equal rows."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(json.dumps([[f.cache.attrs["key"] for f in self.files], self.seq_len, self.packing,
+                             self.train_on_prompt, self.pad_id]).encode())
+        for a in (self.file_of, self.index, self.used, self.bounds):
+            h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+        return h.hexdigest()
+
     def _fill(self, r, ids, labels, attn, pos):
         cursor = last = 0
         for j in range(self.bounds[r], self.bounds[r + 1]):
@@ -101,7 +116,8 @@ class Dataset:
         batch = {"input_ids": np.full((b, t), self.pad_id, np.int32),
                  "labels": np.full((b, t), IGNORE, np.int32),
                  "attention_mask": np.zeros((b, t), np.int32),
-                 "position_ids": np.zeros((b, t), np.int32)}
+                 "position_ids": np.zeros((b, t), np.int32),
+                 "row_ids": np.asarray(which, np.int64).reshape(b)}
         for k, r in enumerate(which):
             self._fill(int(r), batch["input_ids"][k], batch["labels"][k], batch["attention_mask"][k],
                        batch["position_ids"][k])

@@ -9,7 +9,8 @@ import numpy as np
 
 from tinylm import _core
 
-__all__ = ["kd_loss", "topk_logprobs", "DistillConfig", "check_shared_tokenizer", "LOSSES", "IGNORE_INDEX"]
+__all__ = ["kd_loss", "topk_logprobs", "DistillConfig", "TeacherCache", "build_teacher_cache", "CacheMismatchError",
+           "check_shared_tokenizer", "LOSSES", "IGNORE_INDEX"]
 
 LOSSES = {"forward_kl": _core.KD_FORWARD_KL, "reverse_kl": _core.KD_REVERSE_KL, "jsd": _core.KD_JSD}
 IGNORE_INDEX = -100  # a label that leaves its row out, as in transformers and TRL
@@ -138,3 +139,4 @@ def check_shared_tokenizer(student_tok, teacher_tok) -> None:
 
 
 from tinylm.distill.config import DistillConfig  # noqa: E402 (it reads LOSSES above)
+from tinylm.distill.cache import CacheMismatchError, TeacherCache, build_teacher_cache  # noqa: E402

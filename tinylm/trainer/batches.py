@@ -20,13 +20,17 @@ KEYS = ("input_ids", "labels", "attention_mask", "position_ids")
 
 def as_batch(batch) -> dict:
     """A batch dict of int32 [B, T] arrays (a 1-D array is one row);
-    input_ids and labels are required."""
+    input_ids and labels are required; a Dataset's row_ids (int64 [B]) are
+    kept for an offline teacher cache."""
     if not isinstance(batch, dict):
         raise TypeError(f"a batch must be a dict of arrays, got {type(batch).__name__}")
     missing = [k for k in ("input_ids", "labels") if k not in batch]
     if missing:
         raise ValueError(f"a batch needs {missing[0]!r} (it has {sorted(batch)})")
-    return {k: np.atleast_2d(np.asarray(batch[k], dtype=np.int32)) for k in KEYS if batch.get(k) is not None}
+    out = {k: np.atleast_2d(np.asarray(batch[k], dtype=np.int32)) for k in KEYS if batch.get(k) is not None}
+    if batch.get("row_ids") is not None:
+        out["row_ids"] = np.asarray(batch["row_ids"], dtype=np.int64).reshape(-1)
+    return out
 
 
 def label_count(batch: dict) -> int:

@@ -18,7 +18,8 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from tinylm.atomic import atomic_write_text, remove_stale, write_folder
-from tinylm.distill import DistillConfig, check_shared_tokenizer
+from tinylm.data import Dataset
+from tinylm.distill import DistillConfig, TeacherCache, check_shared_tokenizer
 from tinylm.distill.on_policy import on_policy_batch, takes_on_policy
 from tinylm.errors import NumericError, UnsupportedError
 from tinylm.optim import AdamW, clip_grad_norm
@@ -60,10 +61,13 @@ class Trainer:
       only a Dataset guarantees that a resumed run sees exactly the batches
       an uninterrupted one would (see docs/training.md).
     config: a TrainConfig, a dict of its fields, or a YAML file's path.
-    teacher: a tinylm.Model on the same tokenizer for distillation (online:
+    teacher: for distillation, a tinylm.Model on the same tokenizer (online:
       it runs forward only, on each micro-batch, in whatever storage and with
-      whatever adapter it has); the loss is config.distill's mix of CE and
-      KD (tinylm.distill.DistillConfig; its defaults when not set).
+      whatever adapter it has), or a tinylm.distill.TeacherCache made from
+      train_data (offline: its top-k is read by each batch's row ids; it is
+      checked against the data, tok and the model's vocabulary); the loss is
+      config.distill's mix of CE and KD (tinylm.distill.DistillConfig; its
+      defaults when not set).
     teacher_tok: the teacher's tokenizer, checked id by id against tok.
     """
 
@@ -80,11 +84,14 @@ class Trainer:
         if teacher is not None:
             if teacher is model:
                 raise ValueError("the teacher must be another model than the one trained")
-            if teacher_tok is not None and tok is not None:
-                check_shared_tokenizer(tok, teacher_tok)
-            teacher.eval()  # forward only: no dropout, nothing kept for backward
             if config.distill is None:
                 config.distill = DistillConfig()
+            if isinstance(teacher, TeacherCache):
+                self._check_cache(teacher, train_data)
+            else:
+                if teacher_tok is not None and tok is not None:
+                    check_shared_tokenizer(tok, teacher_tok)
+                teacher.eval()  # forward only: no dropout, nothing kept for backward
         elif config.distill is not None:
             raise ValueError("TrainConfig.distill is set but no teacher was given to the Trainer")
         self._check_trainable()
@@ -97,6 +104,18 @@ class Trainer:
         self._updating = False          # between the optimizer update and recording its step
         self._total = self._warmup = 0
         self._lr = 0.0                  # the learning rate of the last completed step
+
+    def _check_cache(self, cache: TeacherCache, train_data) -> None:
+        if not isinstance(train_data, Dataset):
+            raise TypeError(f"an offline teacher cache ({cache.path}) is read by dataset row: train_data must be the "
+                            f"tinylm.data.Dataset it was made from, got {type(train_data).__name__}")
+        if self.config.distill.lmbda > 0:
+            raise ValueError(f"distill.lmbda={self.config.distill.lmbda}: on-policy batches need a teacher model to "
+                             f"score the student's samples, and {cache.path} is an offline cache")
+        k = self.config.distill.top_k
+        if k is not None and k > cache.k:
+            raise ValueError(f"distill.top_k={k} but the teacher cache {cache.path} holds the top {cache.k} ids")
+        cache.check(train_data, tokenizer=self.tok, vocab_size=int(self.model.config["vocab_size"]))
 
     def _check_trainable(self) -> None:
         trainable = self.model.trainable_names()
@@ -220,8 +239,12 @@ class Trainer:
         for i, (batch, n) in enumerate(zip(micro, counts)):
             if n == 0:  # loss() refuses a batch with no label, and it would add nothing
                 continue
+            teacher, topk = self.teacher, None
+            if isinstance(teacher, TeacherCache):
+                teacher, topk = None, (*teacher.topk(batch["row_ids"], batch["labels"], distill.top_k),
+                                        teacher.temperature)
             value = model.loss(batch["input_ids"], batch["labels"], batch.get("attention_mask"),
-                               batch.get("position_ids"), teacher=self.teacher,
+                               batch.get("position_ids"), teacher=teacher, teacher_topk=topk,
                                distill=kd_only if on_policy[i] else distill)
             if not math.isfinite(value):
                 raise self._numeric_stop(step, f"the training loss is {value} (micro-batch {i + 1} of {len(micro)})")

@@ -179,3 +179,24 @@ def test_train_without_validation(tmp_path, small_task, capsys):
                      "--batch-size", "4", "data.validation=null", "train.disable_tqdm=true"]) == 0
     assert "no validation" in capsys.readouterr().out
     assert (tmp_path / "t" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_distill_recipe_online_and_from_a_cache(tmp_path, small_task):
+    """`tinylm distill train` with a teacher model, then with the cache
+    `tinylm distill cache` made from the same data options."""
+    from tinylm.recipe_support import DEMO_MODEL
+    base = ["--config", os.path.join(recipe_dir(), "configs", "distill.yaml"), f"data.train={small_task['train']}",
+            f"data.validation={small_task['validation']}", *QUICK]
+    assert cli.main(["distill", "train", *base, f"output_dir={tmp_path / 'online'}", f"teacher.model={DEMO_MODEL}",
+                     "train.distill.kd_ratio=0.5"]) == 0
+    assert "teacher:\n  model: " + DEMO_MODEL in (tmp_path / "online" / "config.yaml").read_text()
+    assert os.path.exists(tmp_path / "online" / "model" / "model.safetensors")
+    cache = tmp_path / "cache.h5"
+    assert cli.main(["distill", "cache", "--teacher", DEMO_MODEL, "--data", small_task["train"],
+                     "--validation", small_task["validation"], "--top-k", "8", "--output", str(cache)]) == 0
+    assert cli.main(["distill", "train", *base, f"output_dir={tmp_path / 'offline'}", f"teacher.cache={cache}"]) == 0
+    assert os.path.exists(tmp_path / "offline" / "model" / "model.safetensors")
+    # a cache for other data options is refused by name, before any training
+    assert cli.main(["distill", "train", *base, f"output_dir={tmp_path / 'bad'}", f"teacher.cache={cache}",
+                     "data.seq_len=64"]) == 2
+    assert not os.path.exists(tmp_path / "bad" / "model")

@@ -56,7 +56,9 @@ def register(sub) -> None:
     t = actions.add_parser("train", help="run the distill recipe: tinylm distill train [--config FILE] [key=value ...]",
                            description="The distill recipe (recipes/distill.py) with a YAML config and key=value "
                                        "overrides, as `tinylm run distill`.")
-    t.add_argument("args", nargs=argparse.REMAINDER, metavar="[--config FILE] [key=value ...]")
+    t.add_argument("--config", metavar="FILE", help="the recipe config (default: recipes/configs/distill.yaml)")
+    t.add_argument("args", nargs=argparse.REMAINDER, metavar="[key=value ...]",
+                   help="overrides, e.g. teacher.model=DIR train.distill.kd_ratio=0.7")
     t.set_defaults(run=run_train)
 
 
@@ -88,7 +90,8 @@ def run_cache(args) -> int:
 
 def run_train(args) -> int:
     from tinylm.commands.run import run
-    return run(argparse.Namespace(recipe="distill", args=args.args))
+    config = ["--config", args.config] if args.config else []
+    return run(argparse.Namespace(recipe="distill", args=config + args.args))
 
 
 def run_generate(args) -> int:

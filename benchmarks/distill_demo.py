@@ -7,7 +7,8 @@ earlier ones wrote):
     python benchmarks/distill_demo.py raw       # pretraining-style: CE vs KD, same tokens
     python benchmarks/distill_demo.py teacher   # the teacher: LoRA fine-tune of the demo model on the task
     python benchmarks/distill_demo.py cache     # the offline top-32 cache of the teacher over the task
-    python benchmarks/distill_demo.py task ARM  # ARM: ce | online | offline | on_policy, from the CE student
+    python benchmarks/distill_demo.py task ARM [EPOCHS]   # ARM: ce | online | offline | on_policy,
+                                                          # from the CE student (EPOCHS: 1)
     python benchmarks/distill_demo.py topk      # top-k 8/32/128 against the full-vocabulary loss and gradient
     python benchmarks/distill_demo.py table     # the markdown tables
 
@@ -44,7 +45,7 @@ STUDENT = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4,
            "num_key_value_heads": 2}
 RAW = {"steps": 400, "batch_size": 16, "seq_len": 256, "learning_rate": 2e-3}
 KD = {"loss": "forward_kl", "kd_ratio": 0.5, "temperature": 1.0}
-TASK_TRAIN = {"learning_rate": 3e-3, "num_train_epochs": 1, "batch_size": 16}
+TASK_TRAIN = {"learning_rate": 3e-3, "batch_size": 16}
 ARMS = {"ce": None, "online": {}, "offline": {"top_k": 32}, "on_policy": {"lmbda": 0.5, "max_new_tokens": 48}}
 GOLDEN_BATCH, MAX_NEW_TOKENS = 16, 48
 
@@ -100,10 +101,14 @@ def phase_raw(which):
                                teacher.num_parameters(), "cpu": cpu_name()})
 
 
-def task_config(arm):
-    overrides = [f"output_dir={OUT}/task/{arm}", f"model={OUT}/raw/ce/model", "train.logging_steps=25",
-                 f"train.learning_rate={TASK_TRAIN['learning_rate']}",
-                 f"train.num_train_epochs={TASK_TRAIN['num_train_epochs']}",
+def task_name(arm, epochs):
+    return arm if epochs == 1 else f"{arm}_e{epochs}"
+
+
+def task_config(arm, epochs=1):
+    overrides = [f"output_dir={OUT}/task/{task_name(arm, epochs)}", f"model={OUT}/raw/ce/model",
+                 "train.logging_steps=25", f"train.learning_rate={TASK_TRAIN['learning_rate']}",
+                 f"train.num_train_epochs={epochs}",
                  f"train.batch_size={TASK_TRAIN['batch_size']}", "train.disable_tqdm=true"]
     extra = ARMS[arm]
     if extra is not None:
@@ -144,8 +149,8 @@ def phase_cache():
                      "peak_rss_mb": round(peak_rss_mb())})
 
 
-def phase_task(arm):
-    cfg = task_config(arm)
+def phase_task(arm, epochs=1):
+    cfg = task_config(arm, epochs)
     reset_peak_rss()
     result = finetune(cfg)
     rss = peak_rss_mb()
@@ -153,7 +158,7 @@ def phase_task(arm):
     model = tinylm.Model.from_pretrained(result["output"])
     _, val = load_dataset(os.path.join(TASK, "train.jsonl"), tok, seq_len=128,
                           validation=os.path.join(TASK, "validation.jsonl"))
-    record(f"task_{arm}", {"steps": result["steps"], "train_s": round(result["train_runtime_s"], 1),
+    record(f"task_{task_name(arm, epochs)}", {"steps": result["steps"], "train_s": round(result["train_runtime_s"], 1),
                            "tokens_per_s": round(result["tokens_per_s"]), "peak_rss_mb": round(rss),
                            "golden": golden(model, tok), "validation": validation_perplexity(model, val, 16)})
 
@@ -192,10 +197,10 @@ def phase_table():
     r = json.load(open(RESULTS))
     lines = ["| student (1.31M) | golden json score | validation ppl | train tokens/s | peak RSS MB |",
              "|---|---|---|---|---|"]
-    for arm in ARMS:
-        a = r.get(f"task_{arm}")
+    for key in sorted(k for k in r if k.startswith("task_")):
+        a, arm = r[key], key[len("task_"):]
         if a:
-            lines.append(f"| {arm} | {a['golden']:.1%} | {a['validation']['perplexity']} | {a['tokens_per_s']} | "
+            lines.append(f"| {arm} ({a['steps']} steps) | {a['golden']:.1%} | {a['validation']['perplexity']} | {a['tokens_per_s']} | "
                          f"{a['peak_rss_mb']} |")
     print("\n".join(lines))
 
@@ -203,4 +208,4 @@ def phase_table():
 if __name__ == "__main__":
     phase, rest = sys.argv[1], sys.argv[2:]
     {"raw": lambda: phase_raw(rest), "teacher": phase_teacher, "cache": phase_cache,
-     "task": lambda: phase_task(rest[0]), "topk": phase_topk, "table": phase_table}[phase]()
+     "task": lambda: phase_task(rest[0], int(rest[1]) if len(rest) > 1 else 1), "topk": phase_topk, "table": phase_table}[phase]()

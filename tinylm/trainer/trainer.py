@@ -104,6 +104,7 @@ class Trainer:
         self._updating = False          # between the optimizer update and recording its step
         self._total = self._warmup = 0
         self._lr = 0.0                  # the learning rate of the last completed step
+        self._step_terms = None         # {"ce", "kd"} of the last step when distilling
 
     def _check_cache(self, cache: TeacherCache, train_data) -> None:
         if not isinstance(train_data, Dataset):
@@ -165,15 +166,16 @@ class Trainer:
 
     def _loop(self, stream: BatchStream, stop: StopRequest, bar, losses: list) -> None:
         cfg = self.config
-        window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
+        window = {}   # sums over the steps since the last record
         while self.state.global_step < self._total:
             t0 = time.perf_counter()
             loss, grad_norm, tokens = self._train_step(stream)
             seconds = time.perf_counter() - t0
             step = self.state.global_step
             losses.append(loss)
-            for key, value in (("loss", loss), ("steps", 1), ("tokens", tokens), ("seconds", seconds)):
-                window[key] += value
+            terms = self._step_terms.items() if self._step_terms else ()
+            for key, value in (("loss", loss), ("steps", 1), ("tokens", tokens), ("seconds", seconds), *terms):
+                window[key] = window.get(key, 0.0) + value
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self._lr:.2e}", tok_s=f"{tokens / seconds:.0f}")
             last = step == self._total
@@ -182,7 +184,8 @@ class Trainer:
                 record.update(loss=window["loss"] / window["steps"], lr=self._lr, grad_norm=grad_norm,
                               tokens=self.state.num_input_tokens_seen,
                               tokens_per_s=window["tokens"] / window["seconds"])
-                window = dict.fromkeys(window, 0)
+                record.update({k: window[k] / window["steps"] for k in ("ce", "kd") if k in window})
+                window = {}
             if self.eval_data is not None and (last or (cfg.eval_steps and step % cfg.eval_steps == 0)):
                 record.update(self._evaluate_and_keep_best())
             if record:
@@ -236,6 +239,8 @@ class Trainer:
         model, total = self.model, sum(counts)
         model.zero_grad()
         loss = 0.0
+        # the distillation loss's two terms, weighted as the loss is (logged as "ce" and "kd")
+        self._step_terms = {"ce": 0.0, "kd": 0.0} if self.teacher is not None else None
         for i, (batch, n) in enumerate(zip(micro, counts)):
             if n == 0:  # loss() refuses a batch with no label, and it would add nothing
                 continue
@@ -250,6 +255,9 @@ class Trainer:
                 raise self._numeric_stop(step, f"the training loss is {value} (micro-batch {i + 1} of {len(micro)})")
             model.backward(n / total)
             loss += value * n / total
+            if self._step_terms is not None:
+                for key in self._step_terms:
+                    self._step_terms[key] += model.last_loss_terms[key] * n / total
         return loss
 
     def _numeric_stop(self, step: int, what: str) -> NumericError:

@@ -22,12 +22,11 @@ from tqdm import tqdm
 
 from tinylm import _core
 from tinylm.data.cache import tokenizer_fingerprint
-from tinylm.distill import topk_logprobs
+from tinylm.distill import IGNORE_INDEX, topk_logprobs
 from tinylm.errors import FormatError
 
 __all__ = ["build_teacher_cache", "TeacherCache", "CacheMismatchError", "positions_of"]
 
-IGNORE = -100
 MANIFEST = "manifest"        # the root attribute holding the manifest's JSON
 FORMAT = "tinylm teacher top-k cache"
 LOGITS_BUDGET = 256 << 20    # bytes of teacher logits held at once while building
@@ -41,7 +40,7 @@ class CacheMismatchError(ValueError):
 def positions_of(labels: np.ndarray) -> np.ndarray:
     """The positions of one row [T] whose logits the loss reads: t with
     labels[t + 1] != -100 (Hugging Face's shift)."""
-    return np.flatnonzero(np.asarray(labels)[1:] != IGNORE)
+    return np.flatnonzero(np.asarray(labels)[1:] != IGNORE_INDEX)
 
 
 def build_teacher_cache(teacher, dataset, path, *, tokenizer, top_k=32, temperature=1.0, batch_size=8,

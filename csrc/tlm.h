@@ -96,6 +96,84 @@ tlm_status tlm_st_metadata_get(const tlm_st_file *f, int64_t i, const char **key
 tlm_status tlm_st_write(const char *path, const tlm_st_tensor *tensors, int64_t n,
                         const char *const *meta_keys, const char *const *meta_values, int64_t n_meta);
 
+/* ------------------------------------------------------------------ GGUF */
+
+/* llama.cpp's file format (versions 2 and 3, little-endian): a header, typed
+ * key/value metadata, tensor infos, then aligned tensor data in ggml's block
+ * types (the tlm_ggml_* functions below the quantization section). */
+typedef enum {
+    TLM_GGUF_UINT8 = 0, TLM_GGUF_INT8 = 1, TLM_GGUF_UINT16 = 2, TLM_GGUF_INT16 = 3, TLM_GGUF_UINT32 = 4,
+    TLM_GGUF_INT32 = 5, TLM_GGUF_FLOAT32 = 6, TLM_GGUF_BOOL = 7, TLM_GGUF_STRING = 8, TLM_GGUF_ARRAY = 9,
+    TLM_GGUF_UINT64 = 10, TLM_GGUF_INT64 = 11, TLM_GGUF_FLOAT64 = 12, TLM_GGUF_TYPE_COUNT
+} tlm_gguf_type;
+
+#define TLM_GGUF_MAX_DIMS 4            /* ggml's GGML_MAX_DIMS */
+#define TLM_GGUF_DEFAULT_ALIGNMENT 32  /* when general.alignment is absent */
+
+typedef struct {
+    const char *ptr;  /* not NUL-terminated; may hold NULs */
+    uint64_t len;
+} tlm_gguf_str;
+
+typedef struct {
+    const char *key;           /* NUL-terminated, owned by the file/writer */
+    tlm_gguf_type type;        /* TLM_GGUF_ARRAY for arrays */
+    tlm_gguf_type elem_type;   /* an array's element type; the type itself for a scalar */
+    uint64_t n;                /* elements: an array's length, 1 for a scalar */
+    const void *data;          /* numbers and bools: n little-endian values (unaligned); NULL for strings */
+    const tlm_gguf_str *strs;  /* strings: [n]; NULL otherwise */
+} tlm_gguf_kv;
+
+typedef struct {
+    const char *name;               /* NUL-terminated, owned by the file */
+    int ndim;
+    int64_t ne[TLM_GGUF_MAX_DIMS];  /* ggml order: ne[0] is the contiguous (row) dimension; unused dims 1 */
+    int type;                       /* a ggml type id */
+    uint64_t offset;                /* from the start of the data section */
+    const void *data;               /* points into the mapped file */
+    uint64_t nbytes;
+} tlm_gguf_tensor;
+
+/* Bytes of one value of a fixed-size type; 0 for strings, arrays and unknown types. */
+uint64_t tlm_gguf_value_size(tlm_gguf_type t);
+const char *tlm_gguf_type_name(tlm_gguf_type t);  /* gguf's spelling: "uint32", "string", ... */
+
+typedef struct tlm_gguf_file tlm_gguf_file;
+
+/* Maps `path` read-only and validates everything before any tensor byte is
+ * handed out: magic, version, counts against the file size, every key and
+ * value (types, lengths, UTF-8), unique keys and names, general.alignment,
+ * dimensions, ggml types, row lengths a multiple of the block, offsets
+ * aligned, inside the file and not overlapping. */
+tlm_status tlm_gguf_open(const char *path, tlm_gguf_file **out);
+void tlm_gguf_close(tlm_gguf_file *f);
+uint32_t tlm_gguf_version(const tlm_gguf_file *f);
+uint64_t tlm_gguf_alignment(const tlm_gguf_file *f);
+uint64_t tlm_gguf_data_offset(const tlm_gguf_file *f);  /* the data section's file offset */
+int64_t tlm_gguf_kv_count(const tlm_gguf_file *f);
+tlm_status tlm_gguf_kv_get(const tlm_gguf_file *f, int64_t i, tlm_gguf_kv *out);  /* in file order */
+/* The index of `key`, or -1. */
+int64_t tlm_gguf_kv_find(const tlm_gguf_file *f, const char *key);
+int64_t tlm_gguf_tensor_count(const tlm_gguf_file *f);
+tlm_status tlm_gguf_tensor_get(const tlm_gguf_file *f, int64_t i, tlm_gguf_tensor *out);  /* in file order */
+tlm_status tlm_gguf_tensor_find(const tlm_gguf_file *f, const char *name, tlm_gguf_tensor *out);
+
+/* A GGUF v3 file written atomically (temporary name, rename on commit):
+ * add every key/value and every tensor info first, then write each tensor's
+ * data in the order the infos were added. */
+typedef struct tlm_gguf_writer tlm_gguf_writer;
+tlm_status tlm_gguf_writer_create(const char *path, uint64_t alignment, tlm_gguf_writer **out);
+/* Copies kv (keys unique; general.alignment is the writer's own). */
+tlm_status tlm_gguf_writer_add_kv(tlm_gguf_writer *w, const tlm_gguf_kv *kv);
+/* Shape in ggml order (ne[0] the row length, a multiple of the type's block). */
+tlm_status tlm_gguf_writer_add_tensor(tlm_gguf_writer *w, const char *name, int ndim, const int64_t *ne, int type);
+/* The data of the next tensor: exactly its nbytes. The first call writes the header. */
+tlm_status tlm_gguf_writer_write_tensor(tlm_gguf_writer *w, const void *data, uint64_t nbytes);
+/* After every tensor's data: fsync and rename into place. Frees w either way. */
+tlm_status tlm_gguf_writer_commit(tlm_gguf_writer *w);
+/* Drops the temporary file and frees w. */
+void tlm_gguf_writer_abandon(tlm_gguf_writer *w);
+
 /* ----------------------------------------------------------------- model */
 
 /* A model is one decoder whose block is described by tlm_config: every
@@ -115,7 +193,12 @@ typedef enum {
 
 /* Storage of the frozen projection weights; embeddings, norms and the LM
  * head stay f32. */
-typedef enum { TLM_WEIGHTS_F32 = 0, TLM_WEIGHTS_NF4 = 1, TLM_WEIGHTS_INT8 = 2 } tlm_weight_storage;
+typedef enum {
+    TLM_WEIGHTS_F32 = 0,
+    TLM_WEIGHTS_NF4 = 1,
+    TLM_WEIGHTS_INT8 = 2,
+    TLM_WEIGHTS_GGUF = 3, /* ggml blocks, each projection its own type (tlm_model_set_weight_blocks) */
+} tlm_weight_storage;
 typedef enum { TLM_ROPE_DEFAULT = 0, TLM_ROPE_LINEAR = 1, TLM_ROPE_LLAMA3 = 2, TLM_ROPE_LONGROPE = 3 } tlm_rope_type;
 
 #define TLM_MAX_LAYERS 4096
@@ -195,7 +278,8 @@ typedef struct {
     int64_t shape[2];
     int64_t numel;
     float *data;           /* [shape] in the model's parameter block; NULL when quantized */
-    int quantized;         /* stored NF4/int8: frozen, read with tlm_model_get_weight */
+    int quantized;         /* stored NF4/int8/ggml blocks: frozen, read with tlm_model_get_weight */
+    int ggml_type;         /* TLM_WEIGHTS_GGUF: the blocks' ggml type, -1 before they are set; else -1 */
     float *grad;           /* same shape; NULL while frozen or before the first backward */
     float *adam_m, *adam_v;/* AdamW moments; NULL until the optimizer is set up */
     int trainable;
@@ -218,6 +302,12 @@ tlm_status tlm_model_set_trainable(tlm_model *m, int64_t i, int trainable);
 tlm_status tlm_model_set_weight(tlm_model *m, int64_t i, const float *src);
 /* Copies parameter i into dst [numel], dequantizing it if needed. */
 tlm_status tlm_model_get_weight(tlm_model *m, int64_t i, float *dst);
+/* A TLM_WEIGHTS_GGUF projection weight: takes a copy of its rows as ggml
+ * blocks of `type` (nbytes = rows * row bytes, rows in the parameter's order).
+ * set_weight on it afterwards quantizes to the same type. */
+tlm_status tlm_model_set_weight_blocks(tlm_model *m, int64_t i, int type, const void *blocks, uint64_t nbytes);
+/* The blocks of such a weight (into the model; valid until it changes). */
+tlm_status tlm_model_weight_blocks(tlm_model *m, int64_t i, const void **blocks, uint64_t *nbytes);
 /* Bytes held by parameter i as stored. */
 size_t tlm_model_param_bytes(const tlm_model *m, int64_t i);
 tlm_status tlm_model_set_decay(tlm_model *m, int64_t i, int decay);

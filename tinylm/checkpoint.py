@@ -55,7 +55,7 @@ def weight_files(directory: str) -> tuple[list[str], dict[str, str] | None]:
 
 def load_weights(core: "_core.Model", directory: str) -> None:
     """Fills the core model's parameters from the folder's safetensors."""
-    table = {name: (i, shape, quantized) for i, (name, shape, _, _, quantized) in enumerate(core.params())}
+    table = {name: (i, shape, quantized) for i, (name, shape, _, _, quantized, _) in enumerate(core.params())}
     tied = "lm_head.weight" not in table
     files, weight_map = weight_files(directory)
     loaded: dict[str, str] = {}

@@ -151,7 +151,7 @@ class Model(AdapterMixin, GenerationMixin):
         """{name: float32 array}: views sharing memory with the model, and
         dequantized copies of quantized weights."""
         return {name: self.weight(name) if quantized else self.param(name)
-                for name, _, _, _, quantized in self._table}
+                for name, _, _, _, quantized, _ in self._table}
 
     def fingerprint(self) -> str:
         """A hash of the configuration, the storage and every parameter
@@ -159,7 +159,7 @@ class Model(AdapterMixin, GenerationMixin):
         records of the teacher that made it."""
         h = hashlib.blake2b(digest_size=16)
         h.update(json.dumps([self._config, self.quant], sort_keys=True, default=str).encode())
-        for name, _, _, _, quantized in self._table:
+        for name, _, _, _, quantized, _ in self._table:
             h.update(name.encode())
             h.update(np.ascontiguousarray(self.weight(name) if quantized else self.param(name)).tobytes())
         return h.hexdigest()

@@ -19,6 +19,13 @@ void tlm_clear_error(void);
 void *tlm_alloc(size_t n);
 void tlm_free(void *p);
 
+/* Length of the UTF-8 sequence at s (at most `left` bytes), or 0 if it is not
+ * one Rust's str::from_utf8 accepts (no overlongs, surrogates or > U+10FFFF):
+ * the rule of the safetensors reference reader, and of Python's decoder. */
+size_t tlm_utf8_sequence(const unsigned char *s, size_t left);
+int tlm_utf8_valid_n(const char *s, size_t n);
+int tlm_utf8_valid(const char *s);  /* NUL-terminated */
+
 static inline int64_t tlm_max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t tlm_min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 

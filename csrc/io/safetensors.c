@@ -8,11 +8,11 @@
  * data buffer exactly, zero-byte tensors included.
  */
 #include "core/internal.h"
+#include "io/atomic_file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -48,11 +48,6 @@ struct tlm_st_file {
 
 /* ------------------------------------------------------------ helpers */
 
-static const char *errno_text(int err, char *buf, size_t cap) {
-    if (strerror_r(err, buf, cap) != 0) snprintf(buf, cap, "errno %d", err);
-    return buf;
-}
-
 static void format_shape(const int64_t *shape, int ndim, char *buf, size_t cap) {
     size_t len = (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < ndim && len < cap; i++)
@@ -68,38 +63,6 @@ static uint64_t shape_bytes(const int64_t *shape, int ndim, tlm_dtype dt, int *o
         if (__builtin_mul_overflow(n, (uint64_t)shape[i], &n)) { *overflow = 1; return 0; }
     if (__builtin_mul_overflow(n, (uint64_t)tlm_dtype_size(dt), &n)) { *overflow = 1; return 0; }
     return n;
-}
-
-/* Length of the UTF-8 sequence at s (at most `left` bytes), or 0 if it is not
- * one Rust's str::from_utf8 accepts (no overlongs, surrogates or > U+10FFFF). */
-static size_t utf8_sequence(const unsigned char *s, size_t left) {
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4;
-    else return 0;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-    if (left < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return len;
-}
-
-static int valid_utf8(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t left = strlen(s);
-    while (left) {
-        size_t len = utf8_sequence(p, left);
-        if (!len) return 0;
-        p += len;
-        left -= len;
-    }
-    return 1;
 }
 
 static int cmp_str_ptr(const void *a, const void *b) {
@@ -119,11 +82,11 @@ static const char *first_duplicate(const char **strs, int64_t n) {
 static tlm_status map_file(tlm_st_file *f) {
     char err[128];
     int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tlm_fail(TLM_EIO, "%s: cannot open: %s", f->path, errno_text(errno, err, sizeof err));
+    if (fd < 0) return tlm_fail(TLM_EIO, "%s: cannot open: %s", f->path, tlm_errno_text(errno, err, sizeof err));
     struct stat sb;
     tlm_status st = TLM_OK;
     if (fstat(fd, &sb) != 0)
-        st = tlm_fail(TLM_EIO, "%s: cannot stat: %s", f->path, errno_text(errno, err, sizeof err));
+        st = tlm_fail(TLM_EIO, "%s: cannot stat: %s", f->path, tlm_errno_text(errno, err, sizeof err));
     else if (!S_ISREG(sb.st_mode))
         st = tlm_fail(TLM_EIO, "%s: not a regular file", f->path);
     else if ((uint64_t)sb.st_size < HEADER_LEN_BYTES)
@@ -132,7 +95,7 @@ static tlm_status map_file(tlm_st_file *f) {
     if (st == TLM_OK) {
         void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED)
-            st = tlm_fail(TLM_EIO, "%s: cannot map: %s", f->path, errno_text(errno, err, sizeof err));
+            st = tlm_fail(TLM_EIO, "%s: cannot map: %s", f->path, tlm_errno_text(errno, err, sizeof err));
         else {
             f->map = p;
             f->map_size = (size_t)sb.st_size;
@@ -152,7 +115,7 @@ static tlm_status check_header_text(const char *path, const unsigned char *s, si
     while (i < n) {
         unsigned char c = s[i];
         if (c >= 0x80) {
-            size_t len = utf8_sequence(s + i, n - i);
+            size_t len = tlm_utf8_sequence(s + i, n - i);
             if (!len) return tlm_fail(TLM_EFORMAT, "%s: header is not valid UTF-8 (byte %zu)", path, i);
             i += len;
         } else if (c < 0x20 && (in_string || (c != '\t' && c != '\n' && c != '\r'))) {
@@ -466,7 +429,7 @@ tlm_status tlm_st_metadata_get(const tlm_st_file *f, int64_t i, const char **key
 
 static tlm_status check_tensor_arg(const char *path, const tlm_st_tensor *t) {
     if (!t->name) return tlm_fail(TLM_EINVAL, "%s: a tensor has no name", path);
-    if (!valid_utf8(t->name)) return tlm_fail(TLM_EINVAL, "%s: tensor name \"%s\" is not valid UTF-8", path, t->name);
+    if (!tlm_utf8_valid(t->name)) return tlm_fail(TLM_EINVAL, "%s: tensor name \"%s\" is not valid UTF-8", path, t->name);
     if (strcmp(t->name, "__metadata__") == 0)
         return tlm_fail(TLM_EINVAL, "%s: \"__metadata__\" is reserved and cannot name a tensor", path);
     if ((unsigned)t->dtype >= TLM_DTYPE_COUNT)
@@ -496,7 +459,7 @@ static tlm_status check_write_args(const char *path, const tlm_st_tensor *tensor
     for (int64_t i = 0; i < n; i++) TLM_TRY(check_tensor_arg(path, &tensors[i]));
     for (int64_t i = 0; i < n_meta; i++) {
         if (!keys[i] || !values[i]) return tlm_fail(TLM_EINVAL, "%s: metadata entry %lld is NULL", path, (long long)i);
-        if (!valid_utf8(keys[i]) || !valid_utf8(values[i]))
+        if (!tlm_utf8_valid(keys[i]) || !tlm_utf8_valid(values[i]))
             return tlm_fail(TLM_EINVAL, "%s: metadata \"%s\" is not valid UTF-8", path, keys[i]);
     }
     const char **names = malloc(((size_t)(n > n_meta ? n : n_meta) + 1) * sizeof *names);
@@ -605,76 +568,15 @@ static tlm_status build_header(const char *path, const tlm_st_tensor *tensors, i
     return TLM_OK;
 }
 
-static int write_all(int fd, const void *buf, uint64_t n) {
-    const char *p = buf;
-    while (n) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (uint64_t)w;
-    }
-    return 0;
-}
-
-static int write_contents(int fd, const text_buf *header, const tlm_st_tensor *tensors, int64_t n) {
+/* The file: the 8-byte header length, the header, then each tensor's bytes. */
+static tlm_status write_contents(tlm_atomic_file *f, const text_buf *header, const tlm_st_tensor *tensors, int64_t n) {
     unsigned char len[HEADER_LEN_BYTES];
     for (int i = 0; i < HEADER_LEN_BYTES; i++) len[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
-    if (write_all(fd, len, sizeof len) || write_all(fd, header->s, header->len)) return -1;
+    TLM_TRY(tlm_atomic_write(f, len, sizeof len));
+    TLM_TRY(tlm_atomic_write(f, header->s, header->len));
     tlm_test_point("safetensors:partial");   /* header on disk, data not */
-    for (int64_t i = 0; i < n; i++)
-        if (write_all(fd, tensors[i].data, tensors[i].nbytes)) return -1;
-    return fsync(fd);
-}
-
-/* Makes a rename durable. Best effort: the new file is already in place, and
- * some filesystems refuse to sync a directory. */
-static void sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/* Writes to a fresh temporary file next to `path` and renames it over
- * `path`, so a reader sees the old file or the whole new one. */
-static tlm_status write_atomically(const char *path, const text_buf *header, const tlm_st_tensor *tensors, int64_t n) {
-    static atomic_uint counter;
-    char err[128];
-    size_t cap = strlen(path) + 48;
-    char *tmp = malloc(cap);
-    if (!tmp) return tlm_fail(TLM_ENOMEM, "%s: no memory", path);
-    int fd = -1;
-    for (int attempt = 0; attempt < 64 && fd < 0; attempt++) {
-        snprintf(tmp, cap, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        tlm_status st = tlm_fail(TLM_EIO, "%s: cannot create a temporary file next to it: %s", path,
-                                 errno_text(errno, err, sizeof err));
-        free(tmp);
-        return st;
-    }
-    tlm_status st = TLM_OK;
-    if (write_contents(fd, header, tensors, n) != 0)
-        st = tlm_fail(TLM_EIO, "%s: cannot write %s: %s", path, tmp, errno_text(errno, err, sizeof err));
-    if (close(fd) != 0 && st == TLM_OK)
-        st = tlm_fail(TLM_EIO, "%s: cannot write %s: %s", path, tmp, errno_text(errno, err, sizeof err));
-    if (st == TLM_OK) tlm_test_point("safetensors:rename");
-    if (st == TLM_OK && rename(tmp, path) != 0)
-        st = tlm_fail(TLM_EIO, "%s: cannot rename %s over it: %s", path, tmp, errno_text(errno, err, sizeof err));
-    if (st == TLM_OK)
-        sync_parent_dir(path);
-    else
-        unlink(tmp);
-    free(tmp);
-    return st;
+    for (int64_t i = 0; i < n; i++) TLM_TRY(tlm_atomic_write(f, tensors[i].data, tensors[i].nbytes));
+    return TLM_OK;
 }
 
 tlm_status tlm_st_write(const char *path, const tlm_st_tensor *tensors, int64_t n,
@@ -682,7 +584,15 @@ tlm_status tlm_st_write(const char *path, const tlm_st_tensor *tensors, int64_t 
     TLM_TRY(check_write_args(path, tensors, n, meta_keys, meta_values, n_meta));
     text_buf header = {0};
     tlm_status st = build_header(path, tensors, n, meta_keys, meta_values, n_meta, &header);
-    if (st == TLM_OK) st = write_atomically(path, &header, tensors, n);
+    tlm_atomic_file file;
+    if (st == TLM_OK) st = tlm_atomic_create(&file, path);
+    if (st == TLM_OK) {
+        st = write_contents(&file, &header, tensors, n);
+        if (st == TLM_OK)
+            st = tlm_atomic_commit(&file, "safetensors:rename");
+        else
+            tlm_atomic_abandon(&file);
+    }
     free(header.s);
     return st;
 }

@@ -183,6 +183,9 @@ tlm_status tlm_arena_plan(tlm_model *m, int64_t B, int64_t T, int train) {
     if (B <= 0 || T <= 0)
         return tlm_fail(TLM_EINVAL, "batch and sequence length must be > 0, got B=%lld T=%lld", (long long)B,
                         (long long)T);
+    if (m->blocks_pending)
+        return tlm_fail(TLM_EINVAL, "%lld projection weights stored as ggml blocks have not been loaded yet",
+                        (long long)m->blocks_pending);
     tlm_arena *a = &m->arena;
     int nthreads = omp_get_max_threads();
     const tlm_lora *lora = tlm_active_lora(m);

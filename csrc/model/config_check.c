@@ -109,7 +109,8 @@ tlm_status tlm_config_check(const tlm_config *c, uint64_t *param_bytes) {
     FINITE_POSITIVE(c->embed_scale, "embedding scale");
     REQUIRE(c->padding_idx >= -1 && c->padding_idx < c->vocab_size, "\"pad_token_id\" %lld is outside [0, %lld)",
             (long long)c->padding_idx, (long long)c->vocab_size);
-    REQUIRE(c->weights == TLM_WEIGHTS_F32 || c->weights == TLM_WEIGHTS_NF4 || c->weights == TLM_WEIGHTS_INT8,
+    REQUIRE(c->weights == TLM_WEIGHTS_F32 || c->weights == TLM_WEIGHTS_NF4 || c->weights == TLM_WEIGHTS_INT8 ||
+                c->weights == TLM_WEIGHTS_GGUF,
             "unknown weight storage id %d", (int)c->weights);
     int any_sliding = 0;
     for (int64_t l = 0; l < c->n_layers; l++) {

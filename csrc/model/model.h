@@ -107,6 +107,7 @@ struct tlm_model {
     float *adam_m, *adam_v;                /* same layout as grad_block */
     float *head_pending, *head_b_pending;  /* [V,D], [V] d(sum NLL)/d(LM head), from loss() */
     int64_t grad_numel;
+    int64_t blocks_pending;                /* TLM_WEIGHTS_GGUF projections whose blocks are not set yet */
     int grads_planned;                     /* grad_block matches the trainable set */
     float *inv_freq[2][2];                 /* [rope kind][short, long] -> [R/2] */
     tlm_arena arena;

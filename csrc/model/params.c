@@ -123,6 +123,7 @@ static int allocate_base(tlm_model *m) {
                 s->qw = calloc(1, sizeof *s->qw);
                 if (!s->qw || tlm_qweight_alloc(s->qw, m->cfg.weights, s->shape[0], s->shape[1]) < 0) return -1;
                 s->trainable = 0;
+                if (m->cfg.weights == TLM_WEIGHTS_GGUF) m->blocks_pending++;
             }
     for (int64_t i = 0; i < m->n_params; i++)
         if (!m->params[i].qw) m->param_numel += R16(m->params[i].numel);
@@ -176,6 +177,7 @@ tlm_status tlm_model_param(tlm_model *m, int64_t i, tlm_param *out) {
     out->numel = p->numel;
     out->data = p->data;
     out->quantized = p->qw != NULL;
+    out->ggml_type = p->qw ? p->qw->ggml_type : -1;
     out->grad = tlm_pgrad(m, (int)i);
     out->adam_m = (m->adam_m && p->grad_offset >= 0) ? m->adam_m + p->grad_offset : NULL;
     out->adam_v = (m->adam_v && p->grad_offset >= 0) ? m->adam_v + p->grad_offset : NULL;
@@ -252,11 +254,40 @@ tlm_status tlm_model_set_weight(tlm_model *m, int64_t i, const float *src) {
         memcpy(p->data, src, (size_t)p->numel * sizeof(float));
         return TLM_OK;
     }
-    float *scratch = malloc((size_t)tlm_qweight_blocks(p->qw) * sizeof(float));
+    float *scratch = malloc((size_t)tlm_qweight_blocks(p->qw) * sizeof(float) + 1);
     if (!scratch) return tlm_fail(TLM_ENOMEM, "out of memory quantizing %s", p->name);
-    tlm_qweight_set(p->qw, src, scratch);
+    tlm_status st = tlm_qweight_set(p->qw, src, scratch);
     free(scratch);
     m->have_loss = 0;
+    return st == TLM_OK ? TLM_OK : tlm_fail_context(st, "%s", p->name);
+}
+
+static tlm_status gguf_slot(tlm_model *m, int64_t i, tlm_param_slot **out) {
+    if (i < 0 || i >= m->n_params) return tlm_fail(TLM_EINVAL, "parameter index %lld out of range", (long long)i);
+    tlm_param_slot *p = &m->params[i];
+    if (!p->qw || p->qw->kind != TLM_WEIGHTS_GGUF)
+        return tlm_fail(TLM_EINVAL, "%s is not stored as ggml blocks", p->name);
+    *out = p;
+    return TLM_OK;
+}
+
+tlm_status tlm_model_set_weight_blocks(tlm_model *m, int64_t i, int type, const void *blocks, uint64_t nbytes) {
+    tlm_param_slot *p;
+    TLM_TRY(gguf_slot(m, i, &p));
+    int first = p->qw->data == NULL;
+    tlm_status st = tlm_qweight_set_blocks(p->qw, type, blocks, nbytes);
+    if (st != TLM_OK) return tlm_fail_context(st, "%s", p->name);
+    if (first) m->blocks_pending--;
+    m->have_loss = 0;
+    return TLM_OK;
+}
+
+tlm_status tlm_model_weight_blocks(tlm_model *m, int64_t i, const void **blocks, uint64_t *nbytes) {
+    tlm_param_slot *p;
+    TLM_TRY(gguf_slot(m, i, &p));
+    if (!p->qw->data) return tlm_fail(TLM_EINVAL, "%s has no blocks yet", p->name);
+    *blocks = p->qw->data;
+    *nbytes = (uint64_t)tlm_qweight_bytes(p->qw);
     return TLM_OK;
 }
 
@@ -267,7 +298,8 @@ tlm_status tlm_model_get_weight(tlm_model *m, int64_t i, float *dst) {
         memcpy(dst, p->data, (size_t)p->numel * sizeof(float));
         return TLM_OK;
     }
-    float *scratch = malloc((size_t)tlm_qweight_blocks(p->qw) * sizeof(float));
+    if (p->qw->kind == TLM_WEIGHTS_GGUF && !p->qw->data) return tlm_fail(TLM_EINVAL, "%s has no blocks yet", p->name);
+    float *scratch = malloc((size_t)tlm_qweight_blocks(p->qw) * sizeof(float) + 1);
     if (!scratch) return tlm_fail(TLM_ENOMEM, "out of memory dequantizing %s", p->name);
     tlm_qweight_rows(p->qw, 0, p->shape[0], dst, scratch);
     free(scratch);

@@ -49,6 +49,7 @@ int tlm_py_config_from_dict(PyObject *d, tlm_config *c);
 /* Subsystem registration, one per binding file. */
 int tlm_py_init_common(PyObject *module);
 int tlm_py_init_safetensors(PyObject *module);
+int tlm_py_init_gguf(PyObject *module);
 int tlm_py_init_model(PyObject *module);
 int tlm_py_init_quant(PyObject *module);
 int tlm_py_init_data(PyObject *module);

@@ -63,8 +63,9 @@ static PyObject *model_params(ModelObject *self, PyObject *noargs) {
         tlm_param p;
         tlm_model_param(self->model, i, &p);
         PyObject *shape = p.ndim == 2 ? Py_BuildValue("(LL)", p.shape[0], p.shape[1]) : Py_BuildValue("(L)", p.shape[0]);
-        PyObject *item = shape ? Py_BuildValue("(sNOOO)", p.name, shape, p.trainable ? Py_True : Py_False,
-                                               p.decay ? Py_True : Py_False, p.quantized ? Py_True : Py_False)
+        PyObject *item = shape ? Py_BuildValue("(sNOOOi)", p.name, shape, p.trainable ? Py_True : Py_False,
+                                               p.decay ? Py_True : Py_False, p.quantized ? Py_True : Py_False,
+                                               p.ggml_type)
                                : NULL;
         if (!item) { Py_DECREF(list); return NULL; }
         PyList_SET_ITEM(list, i, item);
@@ -105,6 +106,36 @@ static PyObject *model_weight_io(ModelObject *self, PyObject *args, int set) {
 static PyObject *model_set_weight(ModelObject *self, PyObject *args) { return model_weight_io(self, args, 1); }
 
 static PyObject *model_get_weight(ModelObject *self, PyObject *args) { return model_weight_io(self, args, 0); }
+
+/* set_weight_blocks(i, ggml_type, buffer): a GGUF-stored weight's rows as blocks. */
+static PyObject *model_set_weight_blocks(ModelObject *self, PyObject *args) {
+    Py_ssize_t i;
+    int type;
+    Py_buffer buf;
+    CHECK_IDLE(self);
+    if (!PyArg_ParseTuple(args, "niy*", &i, &type, &buf)) return NULL;
+    tlm_status st;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = tlm_model_set_weight_blocks(self->model, i, type, buf.buf, (uint64_t)buf.len);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    PyBuffer_Release(&buf);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+/* weight_blocks(i) -> (ggml_type, bytes): a copy of a GGUF-stored weight's blocks. */
+static PyObject *model_weight_blocks(ModelObject *self, PyObject *arg) {
+    tlm_param p;
+    if (get_param(self, arg, &p) < 0) return NULL;
+    CHECK_IDLE(self);
+    const void *blocks;
+    uint64_t nbytes;
+    tlm_status st = tlm_model_weight_blocks(self->model, PyLong_AsSsize_t(arg), &blocks, &nbytes);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    return Py_BuildValue("(iy#)", p.ggml_type, (const char *)blocks, (Py_ssize_t)nbytes);
+}
 
 static PyObject *model_param_bytes(ModelObject *self, PyObject *arg) {
     Py_ssize_t i = PyLong_AsSsize_t(arg);
@@ -448,7 +479,11 @@ static PyObject *model_rng_counter(ModelObject *self, PyObject *args) {
 }
 
 static PyMethodDef model_methods[] = {
-    {"params", (PyCFunction)model_params, METH_NOARGS, "[(name, shape, trainable, decay)] in table order."},
+    {"params", (PyCFunction)model_params, METH_NOARGS,
+     "[(name, shape, trainable, decay, quantized, ggml_type)] in table order (ggml_type -1 unless ggml blocks)."},
+    {"set_weight_blocks", (PyCFunction)model_set_weight_blocks, METH_VARARGS,
+     "set_weight_blocks(i, ggml_type, buffer): the rows of a GGUF-stored weight as ggml blocks"},
+    {"weight_blocks", (PyCFunction)model_weight_blocks, METH_O, "weight_blocks(i) -> (ggml_type, bytes)"},
     {"param", (PyCFunction)model_param, METH_O, "A writable float32 view of parameter i."},
     {"set_weight", (PyCFunction)model_set_weight, METH_VARARGS, "set_weight(i, src float32): quantizes if stored so"},
     {"get_weight", (PyCFunction)model_get_weight, METH_VARARGS, "get_weight(i, dst float32): dequantizes if needed"},

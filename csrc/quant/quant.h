@@ -19,11 +19,15 @@ void tlm_int8_rows_dequantize(const int8_t *q, const float *absmax, int64_t r0, 
                               float *out);
 
 /* A frozen weight [rows, cols] held quantized. NF4 keeps its block absmax
- * double-quantized (8-bit codes, a scale per 256 blocks, one offset). */
+ * double-quantized (8-bit codes, a scale per 256 blocks, one offset); GGUF
+ * keeps ggml blocks of one type, row by row (csrc/quant/ggml_*.c). */
 typedef struct {
-    tlm_weight_storage kind; /* TLM_WEIGHTS_NF4 or TLM_WEIGHTS_INT8 */
+    tlm_weight_storage kind; /* TLM_WEIGHTS_NF4, TLM_WEIGHTS_INT8 or TLM_WEIGHTS_GGUF */
     int64_t rows, cols;
-    uint8_t *data;          /* NF4: packed [(rows*cols+1)/2]; INT8: int8 [rows*cols] */
+    uint8_t *data;          /* NF4: packed [(rows*cols+1)/2]; INT8: int8 [rows*cols];
+                               GGUF: [rows, row_bytes] ggml blocks, NULL until set */
+    int ggml_type;          /* GGUF: the blocks' type, -1 until set */
+    int64_t row_bytes;      /* GGUF */
     uint8_t *absmax_q;      /* NF4 [nblocks] */
     float *absmax_scale;    /* NF4 [ceil(nblocks/256)] */
     float absmax_offset;    /* NF4: mean of the block absmax */
@@ -34,8 +38,11 @@ int tlm_qweight_alloc(tlm_qweight *q, tlm_weight_storage kind, int64_t rows, int
 void tlm_qweight_free(tlm_qweight *q);
 size_t tlm_qweight_bytes(const tlm_qweight *q);
 int64_t tlm_qweight_blocks(const tlm_qweight *q);
-/* Quantizes w [rows, cols]; scratch: [tlm_qweight_blocks] floats. */
-void tlm_qweight_set(tlm_qweight *q, const float *w, float *scratch);
+/* Quantizes w [rows, cols]; scratch: [tlm_qweight_blocks] floats. A GGUF
+ * weight quantizes to its type, which must be set (and quantizable). */
+tlm_status tlm_qweight_set(tlm_qweight *q, const float *w, float *scratch);
+/* GGUF: takes a copy of ggml blocks of `type` holding the whole weight. */
+tlm_status tlm_qweight_set_blocks(tlm_qweight *q, int type, const void *blocks, uint64_t nbytes);
 /* Dequantizes rows [r0, r1) into out [(r1-r0), cols]; scratch: [tlm_qweight_blocks] floats
  * (only the blocks those rows touch are written). */
 void tlm_qweight_rows(const tlm_qweight *q, int64_t r0, int64_t r1, float *out, float *scratch);

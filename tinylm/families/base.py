@@ -36,7 +36,8 @@ def descriptor(f: Fields, arch: str, quant: str | None, *, names: str = "llama",
                tie_default: bool = False, partial_default: float = 1.0) -> dict:
     """Llama's block from config.json; a family changes what differs."""
     if quant not in WEIGHT_STORAGE:
-        raise ValueError(f"quant must be one of None, \"nf4\", \"int8\"; got {quant!r}")
+        raise ValueError(f"quant must be one of None, \"nf4\", \"int8\" (or \"gguf\" for a GGUF file's own "
+                         f"blocks); got {quant!r}")
     f.require_zero("attention_dropout")
     if f.get("quantization_config"):
         raise UnsupportedError(f"{f.source}: pre-quantized checkpoints (quantization_config) are not supported")

@@ -19,7 +19,8 @@ ACTIVATIONS = {"silu": 0, "swish": 0, "gelu_pytorch_tanh": 1, "gelu_new": 1, "ge
 ROPE_TYPES = {"default": 0, "linear": 1, "llama3": 2, "longrope": 3}
 LAYER_SLIDING, LAYER_NO_ROPE = 1, 2
 # quant= of Model.from_pretrained -> how the core stores projection weights
-WEIGHT_STORAGE = {None: 0, "nf4": 1, "int8": 2}
+# ("gguf": ggml blocks as a GGUF file holds them, each projection its own type)
+WEIGHT_STORAGE = {None: 0, "nf4": 1, "int8": 2, "gguf": 3}
 
 
 def short(value) -> str:

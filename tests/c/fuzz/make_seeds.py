@@ -4,6 +4,9 @@ real files, small enough that each seed parses in well under a millisecond:
 - fuzz_safetensors: model.safetensors saved by transformers for tiny random
   Llama and Qwen2 configs (F32, BF16, F16), by tinylm's writer, a header with
   __metadata__, and the empty file {}.
+- fuzz_gguf: GGUF files written by the gguf package (llama.cpp's writer)
+  with a value of every type and a tensor of every block type tinylm reads,
+  by tinylm's writer, and a vocabulary-only file.
 - fuzz_tokenizer_load: the demo model's tokenizer.json and every pipeline
   variant tests/test_tokenizer.py builds from the real fixtures (Qwen3
   byte-level, Mistral SentencePiece), each cut to its first 600 ids, with
@@ -79,6 +82,50 @@ def safetensors_seeds() -> None:
         with open(path, "rb") as f:
             put("fuzz_safetensors", f.read())
     put("fuzz_safetensors", struct.pack("<Q", 8) + b"{}      ")
+
+
+def gguf_seeds() -> None:
+    import gguf
+
+    from tinylm.gguf.file import write_gguf
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, kinds in enumerate((["F32", "F16", "BF16", "Q8_0", "Q4_0"], ["Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K"],
+                                   ["Q4_K", "Q5_K", "Q6_K"])):
+            path = os.path.join(tmp, f"{k}.gguf")
+            w = gguf.GGUFWriter(path, "llama")
+            w.add_uint32("llama.block_count", 1)
+            w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+            w.add_bool("tokenizer.ggml.add_bos_token", True)
+            w.add_array("tokenizer.ggml.tokens", ["<s>", "a", "\u00e9"])
+            w.add_array("tokenizer.ggml.scores", [0.0, -1.0, -2.0])
+            w.add_int64("x.i64", -7)
+            w.add_uint64("x.u64", 7)
+            w.add_float64("x.f64", 0.5)
+            for kind in kinds:
+                qtype = gguf.GGMLQuantizationType[kind]
+                block = gguf.GGML_QUANT_SIZES[qtype][0]
+                x = rng.normal(size=(2, 256 if block == 256 else 64)).astype(np.float32)
+                if kind in ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"):
+                    data = gguf.quants.quantize(x, qtype)
+                else:  # the package cannot quantize these: valid-sized blocks of random bytes
+                    data = rng.integers(0, 256, size=(2, gguf.GGML_QUANT_SIZES[qtype][1]), dtype=np.uint8)
+                w.add_tensor(kind.lower(), data, raw_shape=x.shape, raw_dtype=qtype)
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_tensors_to_file()
+            w.close()
+            with open(path, "rb") as f:
+                put("fuzz_gguf", f.read())
+        path = os.path.join(tmp, "tinylm.gguf")
+        write_gguf(path, [("general.architecture", "qwen2"), ("a", [1, 2]), ("b", ["x", ""])],
+                   [("t", 0, (2, 4), np.arange(8, dtype=np.float32))], alignment=64)
+        with open(path, "rb") as f:
+            put("fuzz_gguf", f.read())
+        write_gguf(path, [("general.architecture", "llama"), ("tokenizer.ggml.model", "gpt2")], [])
+        with open(path, "rb") as f:
+            put("fuzz_gguf", f.read())
 
 
 def shrink(tok: dict) -> dict:
@@ -186,6 +233,7 @@ def model_config_seeds() -> None:
 def main() -> None:
     shutil.rmtree(SEEDS, ignore_errors=True)
     safetensors_seeds()
+    gguf_seeds()
     tokenizer_seeds()
     cache_seeds()
     model_config_seeds()

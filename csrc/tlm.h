@@ -402,6 +402,49 @@ const float *tlm_dynamic_map(void); /* the 256 codes, ascending */
 /* int8 per row: q = round(x * 127 / absmax_row). */
 void tlm_int8_rows_quantize(const float *x, int64_t rows, int64_t cols, int8_t *q, float *absmax);
 
+/* ------------------------------------------------------ ggml block types */
+/* The tensor encodings of GGUF files, as ggml defines them (ggml.h's
+ * ggml_type ids, ggml-common.h's block layouts). A row of n values of a
+ * block type is n / block_elems blocks of block_bytes bytes each; the codecs
+ * are bit-exact with llama.cpp's ggml-quants.c (quantize: its reference
+ * quantizers, quantize_row_*_ref, the ones llama-quantize uses without an
+ * importance matrix). */
+typedef enum {
+    TLM_GGML_F32 = 0, TLM_GGML_F16 = 1, TLM_GGML_Q4_0 = 2, TLM_GGML_Q4_1 = 3,
+    TLM_GGML_Q5_0 = 6, TLM_GGML_Q5_1 = 7, TLM_GGML_Q8_0 = 8, TLM_GGML_Q8_1 = 9,
+    TLM_GGML_Q2_K = 10, TLM_GGML_Q3_K = 11, TLM_GGML_Q4_K = 12, TLM_GGML_Q5_K = 13,
+    TLM_GGML_Q6_K = 14, TLM_GGML_Q8_K = 15,
+    TLM_GGML_IQ2_XXS = 16, TLM_GGML_IQ2_XS = 17, TLM_GGML_IQ3_XXS = 18, TLM_GGML_IQ1_S = 19,
+    TLM_GGML_IQ4_NL = 20, TLM_GGML_IQ3_S = 21, TLM_GGML_IQ2_S = 22, TLM_GGML_IQ4_XS = 23,
+    TLM_GGML_I8 = 24, TLM_GGML_I16 = 25, TLM_GGML_I32 = 26, TLM_GGML_I64 = 27, TLM_GGML_F64 = 28,
+    TLM_GGML_IQ1_M = 29, TLM_GGML_BF16 = 30,
+    TLM_GGML_TQ1_0 = 34, TLM_GGML_TQ2_0 = 35, TLM_GGML_MXFP4 = 39, TLM_GGML_NVFP4 = 40,
+    TLM_GGML_Q1_0 = 41, TLM_GGML_Q2_0 = 42,
+    TLM_GGML_TYPE_COUNT = 43  /* ids 4, 5, 31-33, 36-38 are ones ggml removed: unknown here */
+} tlm_ggml_type;
+
+/* ggml's name of a type ("q4_K", "bf16"); NULL for an unknown id. */
+const char *tlm_ggml_type_name(int type);
+/* Values per block and bytes per block; 0 for an unknown id. */
+int64_t tlm_ggml_block_elems(int type);
+int64_t tlm_ggml_block_bytes(int type);
+/* Whether tlm_ggml_dequantize / tlm_ggml_quantize implement a type. */
+int tlm_ggml_can_dequantize(int type);
+int tlm_ggml_can_quantize(int type);
+/* *bytes = the bytes of n values; TLM_EINVAL for an unknown id or an n that
+ * is negative or not a multiple of the block. */
+tlm_status tlm_ggml_row_bytes(int type, int64_t n, int64_t *bytes);
+/* Decodes n values (a multiple of the block) from src into dst; one thread
+ * (callers split the work). F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * Q2_K..Q6_K, Q8_K; another known type is TLM_EUNSUPPORTED naming it. */
+tlm_status tlm_ggml_dequantize(int type, const void *src, int64_t n, float *dst);
+/* Encodes rows x n_per_row values (n_per_row a multiple of the block) into
+ * dst [rows * row bytes]: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * Q2_K..Q6_K, Q8_K. Without an importance matrix every block is encoded on
+ * its own, so rows only set the size. F16 and BF16 round to nearest even,
+ * NaN to a quiet NaN as ggml does. */
+tlm_status tlm_ggml_quantize(int type, const float *src, int64_t rows, int64_t n_per_row, void *dst);
+
 /* ------------------------------------------------------------------ LoRA */
 
 /* The projections of a decoder layer, as the model reports them: the same

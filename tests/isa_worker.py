@@ -6,7 +6,8 @@ Covered: embedding, RMSNorm, RoPE, attention (GQA, masked), SwiGLU and the
 LM head in forward; the chunked softmax cross-entropy (fastexp) in loss;
 every backward; gradient clipping's norm; two AdamW steps; LoRA forward and
 backward on an NF4 base and on an int8 base; NF4 quantize, double quantize
-and dequantize; the tokenizer (a non-numeric path) encoding and decoding.
+and dequantize; ggml's block codecs (every type tinylm quantizes, both ways);
+the tokenizer (a non-numeric path) encoding and decoding.
 """
 import sys
 
@@ -63,6 +64,12 @@ def main(model_dir: str, inputs: str, out: str) -> None:
     codes, scales = _core.nf4_double_quantize(res["nf4_absmax"], float(offset))
     res["nf4_dq_codes"] = np.frombuffer(codes, np.uint8).copy()
     res["nf4_dq_scales"] = np.frombuffer(scales, np.float32).copy()
+
+    blocks = w.reshape(-1, 256)  # 96 x 200 = 75 super-blocks of the K types
+    for tid, name, _, _, _, can_quantize in _core.ggml_types():
+        if can_quantize:
+            res[f"ggml/{name}/codes"] = codes = _core.ggml_quantize(tid, blocks)
+            res[f"ggml/{name}/dequantized"] = _core.ggml_dequantize(tid, codes, blocks.size)
 
     tok = tinylm.Tokenizer.from_pretrained(tinylm.DEMO_MODEL)
     text = str(x["text"])

@@ -42,6 +42,7 @@ def _block_model(base_dir):
         else:
             model._core.set_weight(i, w)
         twin._core.set_weight(i, np.ascontiguousarray(w))
+    model._refresh_table()  # the table now says each projection's type
     return model, twin
 
 
@@ -111,7 +112,7 @@ def test_missing_or_wrong_blocks_fail_by_name(base_dir):
     q8 = ggml.by_name("q8_0").id
     with pytest.raises(ValueError, match=f"{name}.*take"):
         model._core.set_weight_blocks(i, q8, b"\0" * 10)
-    with pytest.raises(ValueError, match="not a multiple"):  # down_proj rows are 512 long: Q8_0 fits, 96 would not
+    with pytest.raises(ValueError, match="down_proj.weight: 96 values of ggml type q4_K"):  # a row of 96
         tinylm.Model(dict(f32.config, intermediate_size=96), quant="gguf")._core.set_weight_blocks(
             i, ggml.by_name("q4_K").id, b"")
     embed = model.parameter_names().index("model.embed_tokens.weight")

@@ -27,8 +27,9 @@ TEXT = "Turn on the kitchen lights at 7:30 — s'il vous plaît, Grüße 👋\n\
 # Integer outputs (codes, token ids) and element-wise kernels with no
 # reduction behind them (AdamW from fixed gradients, dequantization) must be
 # bit-identical: IEEE +, *, / and sqrt round the same in every lane width.
+# So must ggml's block codecs, whose float sums run in ggml's order on every path.
 EXACT = ("nf4_codes", "nf4_absmax", "nf4_dq_codes", "token_ids", "decoded", "nf4/dequantized", "int8/dequantized",
-         "adamw/")
+         "adamw/", "ggml/")
 LORA_R = 4  # the rank isa_worker.py gives the quantized bases' adapters
 MATRIX_SHAPE = (96, 200)  # the matrix isa_worker.py quantizes to NF4
 NF4_BLOCKS = MATRIX_SHAPE[0] * MATRIX_SHAPE[1] // 64

@@ -272,7 +272,7 @@ static tlm_status gguf_slot(tlm_model *m, int64_t i, tlm_param_slot **out) {
 }
 
 tlm_status tlm_model_set_weight_blocks(tlm_model *m, int64_t i, int type, const void *blocks, uint64_t nbytes) {
-    tlm_param_slot *p;
+    tlm_param_slot *p = NULL;
     TLM_TRY(gguf_slot(m, i, &p));
     int first = p->qw->data == NULL;
     tlm_status st = tlm_qweight_set_blocks(p->qw, type, blocks, nbytes);
@@ -283,7 +283,7 @@ tlm_status tlm_model_set_weight_blocks(tlm_model *m, int64_t i, int type, const 
 }
 
 tlm_status tlm_model_weight_blocks(tlm_model *m, int64_t i, const void **blocks, uint64_t *nbytes) {
-    tlm_param_slot *p;
+    tlm_param_slot *p = NULL;
     TLM_TRY(gguf_slot(m, i, &p));
     if (!p->qw->data) return tlm_fail(TLM_EINVAL, "%s has no blocks yet", p->name);
     *blocks = p->qw->data;

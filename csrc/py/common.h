@@ -58,5 +58,6 @@ int tlm_py_init_tokenizer(PyObject *module);
 int tlm_py_init_generate(PyObject *module);
 int tlm_py_init_ops(PyObject *module);
 int tlm_py_init_distill(PyObject *module);
+int tlm_py_init_ggml(PyObject *module);
 
 #endif

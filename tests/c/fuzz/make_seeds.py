@@ -111,7 +111,7 @@ def gguf_seeds() -> None:
                     data = gguf.quants.quantize(x, qtype)
                 else:  # the package cannot quantize these: valid-sized blocks of random bytes
                     data = rng.integers(0, 256, size=(2, gguf.GGML_QUANT_SIZES[qtype][1]), dtype=np.uint8)
-                w.add_tensor(kind.lower(), data, raw_shape=x.shape, raw_dtype=qtype)
+                w.add_tensor(kind.lower(), np.ascontiguousarray(data).view(np.uint8).reshape(2, -1), raw_dtype=qtype)
             w.write_header_to_file()
             w.write_kv_data_to_file()
             w.write_tensors_to_file()

@@ -120,12 +120,17 @@ def perplexity(gguf_path: str, text_file: str, n_ctx: int, threads: int = 1, exa
     return float(found.group(1))
 
 
-def quantize(src_gguf: str, dst_gguf: str, type_name: str, threads: int = 1, pure: bool = False) -> None:
+def quantize(src_gguf: str, dst_gguf: str, type_name: str, threads: int = 1, pure: bool = False,
+             output_type: str | None = None, embedding_type: str | None = None) -> None:
     """llama-quantize src -> dst as `type_name` (Q8_0, Q4_K_M, ...). Without
     `pure` the K-quant mixes apply (some tensors get another type), and a
     tensor whose rows are not a multiple of the type's block gets the tool's
-    fallback type."""
-    _tool("llama-quantize", *(["--pure"] if pure else []), src_gguf, dst_gguf, type_name, str(threads))
+    fallback type. output_type / embedding_type: its --output-tensor-type and
+    --token-embedding-type."""
+    flags = ["--pure"] if pure else []
+    flags += ["--output-tensor-type", output_type] if output_type else []
+    flags += ["--token-embedding-type", embedding_type] if embedding_type else []
+    _tool("llama-quantize", *flags, src_gguf, dst_gguf, type_name, str(threads))
 
 
 def bench(gguf_path: str, threads: int, n_prompt: int, n_gen: int, repetitions: int = 1) -> list[dict]:

@@ -210,6 +210,21 @@ class AdapterMixin:
         self._core.lora_set_active(self._adapters[name][0])
         self._mark_trainable(name)
 
+    def adapter_pairs(self, name: str | None = None) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+        """[(base weight name, A [r, in], B [out, r], scale)] of every module
+        the adapter adapts, in layer order (copies)."""
+        name = name or self.active_adapter
+        if name not in self._adapters:
+            raise KeyError(f"no adapter named {name!r}; have {self.adapters}")
+        ranks, scales, _ = self._resolve(self._adapters[name][1])
+        pairs = []
+        for i, module in enumerate(module_names(list(self._projections), self._n_layers)):
+            if ranks[i]:
+                a = self.param(f"{module}.lora_A.{name}.weight").copy()
+                b = self.param(f"{module}.lora_B.{name}.weight").copy()
+                pairs.append((f"{module}.weight", a, b, float(scales[i])))
+        return pairs
+
     def _adapter_param_names(self, name: str) -> list[str]:
         return [n for n in self.parameter_names() if f".lora_A.{name}." in n or f".lora_B.{name}." in n]
 

@@ -31,7 +31,9 @@ venv build: $(VENV)/.installed
 test-c: deps
 	$(MAKE) -C tests/c run
 
+# The GGUF tests run llama.cpp's converter scripts: its source (not a build) is fetched first.
 test-py: $(VENV)/.installed
+	PYTHON=$(PY) tests/llamacpp/build_reference.sh --source
 	$(PY) -m pytest -q -rs --durations=15 tests
 
 test: test-c test-fuzz test-py

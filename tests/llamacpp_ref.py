@@ -37,13 +37,26 @@ _STAMP = os.path.join(CACHE, "build", "tinylm-reference.stamp")
 _PYDEPS = os.path.join(CACHE, f"pydeps-py{sys.version_info[0]}.{sys.version_info[1]}")
 
 
-def _stamp() -> dict | None:
-    """The key=value lines the build writes last; None before a finished build."""
+def _read_stamp(path: str) -> dict | None:
     try:
-        with open(_STAMP, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             return dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
     except FileNotFoundError:
         return None
+
+
+def _stamp() -> dict | None:
+    """The key=value lines the build writes last; None before a finished build."""
+    return _read_stamp(_STAMP)
+
+
+def converter_dir() -> str | None:
+    """The vendored llama.cpp tree once extracted (build_reference.sh
+    --source, which `make test` runs), built or not: what the tests that run
+    convert_hf_to_gguf.py need. None when it is not there."""
+    stamp = _read_stamp(os.path.join(CACHE, "tinylm-source.stamp"))
+    path = os.environ.get("TINYLM_LLAMA_CPP") or (stamp or {}).get("source")
+    return path if path and os.path.exists(os.path.join(path, "convert_hf_to_gguf.py")) else None
 
 
 def skip_reason() -> str | None:

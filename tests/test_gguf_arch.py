@@ -33,13 +33,13 @@ from tokenizers import Tokenizer, models
 
 import tinylm
 from hf_models import VOCAB, batch, build, defined_rows, load_reference, save
+import llamacpp_ref
 from tinylm import families
 from tinylm.errors import FormatError, UnsupportedError
 from tinylm.gguf import arch, llama3_rope
 from tolerance import assert_close, decoder
 
-LLAMA_CPP = os.path.expanduser(os.environ.get(
-    "TINYLM_LLAMA_CPP", "~/.cache/tinylm/llama.cpp/llama_cpp_python-0.3.36/vendor/llama.cpp"))
+LLAMA_CPP = llamacpp_ref.converter_dir()
 CONVERTER = os.path.join(os.path.dirname(__file__), "gguf_convert.py")
 
 # case -> (hf_models config, overrides)
@@ -138,8 +138,9 @@ def _read_gguf(path):
 def converted(tmp_path_factory):
     """case -> dict(model, dir, config, state, gguf=(meta, types, shapes, data) or None, failure,
     fused=the --fuse-qkv file's (meta, types, shapes, data) for the FUSED cases)."""
-    if not os.path.exists(os.path.join(LLAMA_CPP, "convert_hf_to_gguf.py")):
-        pytest.skip(f"llama.cpp's converter is not at {LLAMA_CPP} (TINYLM_LLAMA_CPP overrides)")
+    if LLAMA_CPP is None:
+        pytest.skip(f"llama.cpp's converter is not in {llamacpp_ref.CACHE} (run {llamacpp_ref.BUILD_COMMAND} "
+                    "--source; TINYLM_LLAMA_CPP overrides)")
     root = tmp_path_factory.mktemp("gguf_arch")
     cases, jobs = {}, []
     for case, (name, overrides) in CASES.items():

@@ -22,6 +22,8 @@ from tinylm.config import config_path, read_config
 from tinylm.distill.config import DistillConfig
 from tinylm.errors import FormatError
 from tinylm.generate import GenerationMixin
+from tinylm.gguf import file as gguf_file
+from tinylm.gguf import load as gguf_load
 
 
 class Model(AdapterMixin, GenerationMixin):
@@ -53,6 +55,8 @@ class Model(AdapterMixin, GenerationMixin):
         self._init_adapters()
         self.last_num_tokens = 0  # labels counted by the last loss()
         self.last_loss_terms = None  # {"ce", "kd"} means of the last distillation loss()
+        # loaded from a GGUF file: its path, each tensor's ggml type and general.file_type (tinylm.gguf.load)
+        self.gguf_source, self.gguf_types, self.gguf_file_type = None, {}, None
 
     def _refresh_table(self) -> None:
         """Re-reads the core's parameter table (adapters add entries)."""
@@ -61,16 +65,24 @@ class Model(AdapterMixin, GenerationMixin):
 
     # ------------------------------------------------------------------ I/O
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, quant: str | None = None) -> "Model":
+    def from_pretrained(cls, path: str | os.PathLike, quant: str | None = None, *,
+                        dequantize: bool = False) -> "Model":
         """Loads a Hugging Face model folder: config.json plus model.safetensors
         or sharded model-0000K-of-0000N.safetensors with their index; weights
         stored F32, BF16 or F16 are held as f32. quant="nf4" (bitsandbytes'
         NF4 with double quantization) or "int8" (per-row absmax) stores the
         q/k/v/o/gate/up/down weights quantized and frozen, for QLoRA;
-        embeddings, norms and the LM head stay f32."""
+        embeddings, norms and the LM head stay f32.
+
+        A .gguf file (llama.cpp's format) loads too (docs/gguf.md): a
+        quantized one keeps its projection weights as the file's ggml blocks,
+        frozen (quant "gguf": train an adapter on it), unless dequantize=True
+        (f32, trainable) or quant="nf4"/"int8" asks otherwise."""
         path = os.fspath(path)
+        if gguf_file.is_gguf(path):
+            return gguf_load.load_model(cls, path, quant=quant, dequantize=dequantize)
         if not os.path.isdir(path):
-            raise FileNotFoundError(f"{path}: not a model folder")
+            raise FileNotFoundError(f"{path}: not a model folder or GGUF file")
         cfg_file = config_path(path)
         model = cls(read_config(cfg_file), source=cfg_file, quant=quant)
         checkpoint.load_weights(model._core, path)

@@ -3,11 +3,15 @@
 # the llama.cpp that PyPI's llama-cpp-python sdist vendors, into a cache
 # outside the checkout:
 #
-#   tests/llamacpp/build_reference.sh [CACHE_DIR]
+#   tests/llamacpp/build_reference.sh [--source] [CACHE_DIR]
+#
+# --source only fetches and extracts the sdist (seconds, no compiler): what
+# the tests that run llama.cpp's converter scripts need. `make test` does that.
 #
 # CACHE_DIR defaults to $TINYLM_LLAMACPP_CACHE, else ~/.cache/tinylm/llama.cpp.
 # Layout:  CACHE_DIR/llama_cpp_python-VERSION.tar.gz   the sdist
 #          CACHE_DIR/llama_cpp_python-VERSION/         the sdist, extracted
+#          CACHE_DIR/tinylm-source.stamp               written once extracted: version, source path
 #          CACHE_DIR/build/                            the cmake tree
 #          CACHE_DIR/build/bin/                        tools and shared libraries
 #          CACHE_DIR/build/tinylm-reference.stamp      written last: what was built
@@ -20,6 +24,8 @@
 set -euo pipefail
 
 VERSION=0.3.36  # llama-cpp-python; the one place the reference version is pinned
+SOURCE_ONLY=0
+if [ "${1:-}" = "--source" ]; then SOURCE_ONLY=1; shift; fi
 CACHE=${1:-${TINYLM_LLAMACPP_CACHE:-$HOME/.cache/tinylm/llama.cpp}}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 if [ -z "${PYTHON:-}" ]; then
@@ -59,6 +65,24 @@ if [ "$(uname -m)" = x86_64 ]; then
             -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF)
 fi
 mkdir -p "$CACHE"
+if [ ! -f "$LLAMA/CMakeLists.txt" ]; then
+  if [ ! -f "$SRC.tar.gz" ]; then
+    # The sdist, never a wheel. Not --no-binary :all:, which would also build the
+    # sdist's build backend's requirements (cmake, ninja) from source for the
+    # metadata step pip download runs.
+    "$PYTHON" -m pip download --no-binary llama-cpp-python --no-deps "llama-cpp-python==$VERSION" -d "$CACHE"
+  fi
+  tar -xzf "$SRC.tar.gz" -C "$CACHE"
+fi
+SOURCE_KEY="version=$VERSION
+source=$LLAMA"
+if [ ! -f "$CACHE/tinylm-source.stamp" ] || [ "$(cat "$CACHE/tinylm-source.stamp")" != "$SOURCE_KEY" ]; then
+  printf '%s\n' "$SOURCE_KEY" > "$CACHE/tinylm-source.stamp"
+fi
+if [ "$SOURCE_ONLY" = 1 ]; then
+  echo "llama.cpp $VERSION source is in $LLAMA"
+  exit 0
+fi
 PYDEPS_DIR=$CACHE/pydeps-py$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PYDEPS_STAMP=$PYDEPS_DIR/tinylm-pydeps.stamp
 if [ ! -f "$PYDEPS_STAMP" ] || [ "$(cat "$PYDEPS_STAMP")" != "${PYDEPS[*]}" ]; then
@@ -77,15 +101,6 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ]; then
   exit 0
 fi
 
-if [ ! -f "$LLAMA/CMakeLists.txt" ]; then
-  if [ ! -f "$SRC.tar.gz" ]; then
-    # The sdist, never a wheel. Not --no-binary :all:, which would also build the
-    # sdist's build backend's requirements (cmake, ninja) from source for the
-    # metadata step pip download runs.
-    "$PYTHON" -m pip download --no-binary llama-cpp-python --no-deps "llama-cpp-python==$VERSION" -d "$CACHE"
-  fi
-  tar -xzf "$SRC.tar.gz" -C "$CACHE"
-fi
 
 GENERATOR="Unix Makefiles"
 if command -v ninja >/dev/null 2>&1; then GENERATOR=Ninja; fi

@@ -25,6 +25,11 @@ _NUMPY = {UINT8: np.uint8, INT8: np.int8, UINT16: np.uint16, INT16: np.int16, UI
 _TYPE_OF_DTYPE = {np.dtype(v): k for k, v in _NUMPY.items()}
 
 
+def _block_elems(ggml_type: int) -> int:
+    from tinylm.gguf import ggml  # ggml reads the core's type table; file.py stays importable without it
+    return ggml.by_id(ggml_type).block_elems
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
     name: str
@@ -71,10 +76,15 @@ class GGUFFile:
 
     def rows(self, name: str) -> np.ndarray:
         """The bytes as [rows, row_bytes] (uint8): each row a run of whole
-        blocks, so row permutations and slices act on quantized data too."""
+        blocks, so row permutations and slices act on quantized data too. A
+        matrix's rows are its slowest dimension; a 1-D tensor of a float
+        type has one row per element (a fused q/k/v bias splits by rows)."""
         info = self.tensors[name]
-        n_rows = int(np.prod(info.ne[1:], dtype=np.int64)) if len(info.ne) > 1 else 1
         raw = self.raw(name)
+        if len(info.ne) == 1:
+            n_rows = info.ne[0] if _block_elems(info.ggml_type) == 1 else 1
+        else:
+            n_rows = int(np.prod(info.ne[1:], dtype=np.int64))
         return raw.reshape(n_rows, raw.size // n_rows if n_rows else 0)
 
     def get(self, key: str, default=None):

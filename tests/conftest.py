@@ -98,3 +98,10 @@ def load_tokenizer(request):
 def mistral():
     """The HF reference Mistral tokenizer, for tests of the pipeline's own logic."""
     return _reference(tokenizer_fixture("mistral-7b"))
+
+
+@pytest.fixture(scope="session")
+def gguf_converted(tmp_path_factory):
+    """case -> (HF model, HF folder, the converter's F32 .gguf): tests/gguf_fixtures.py."""
+    from gguf_fixtures import convert_cases
+    return convert_cases(tmp_path_factory.mktemp("gguf_converted"))

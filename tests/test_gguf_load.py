@@ -4,57 +4,26 @@ model they came from (logits, loss and gradients against transformers);
 quantized files keep their blocks (frozen, no f32 copy) and compute as the
 f32 model on the blocks' values decoded by the `gguf` package; F32 files
 give bit-identical weights; bad files fail by name."""
-import json
 import os
-import subprocess
-import sys
 
 import gguf
 import numpy as np
 import pytest
-import torch
-from tokenizers import Tokenizer, models
 
-import llamacpp_ref
 import tinylm
-from hf_models import VOCAB, batch, build, reference_outputs, save
+from gguf_fixtures import GGUF_CASES
+from hf_models import batch, reference_outputs
 from tinylm.errors import FormatError, UnsupportedError
 from tinylm.gguf import ggml
 from tinylm.gguf.file import GGUFFile, write_gguf
 from tolerance import approx, assert_close, decoder
 
-CONVERTER = os.path.join(os.path.dirname(__file__), "gguf_convert.py")
-CASES = ["llama_gqa", "llama3_rope_bias", "qwen2_bias", "qwen3_qk_norm", "gemma_mqa", "phi3_fused"]
 DEQUANT = 3  # rounded operations of a decoded block value
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """case -> (HF model, HF folder, converter's F32 .gguf)."""
-    source = llamacpp_ref.converter_dir()
-    if source is None:
-        pytest.skip(f"llama.cpp's converter is not in {llamacpp_ref.CACHE} (run {llamacpp_ref.BUILD_COMMAND} --source)")
-    root = tmp_path_factory.mktemp("gguf_load")
-    out, jobs = {}, []
-    for case in CASES:
-        # llama_gqa's rows (64, 128) fit the 32-blocks of the quantized files
-        model = build(case, **dict(hidden_size=64, intermediate_size=128) if case == "llama_gqa" else {})
-        folder = root / case
-        save(model, folder)
-        Tokenizer(models.WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token="t0")).save(
-            str(folder / "tokenizer.json"))
-        out[case] = (model.eval(), folder, str(root / f"{case}.gguf"))
-        jobs.append([str(folder), out[case][2], []])
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    run = subprocess.run([sys.executable, CONVERTER, source, str(root / "jobs.json")], capture_output=True,
-                         text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return out
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_a_converted_file_is_the_hf_model(converted, case):
-    hf, folder, path = converted[case]
+@pytest.mark.parametrize("case", GGUF_CASES)
+def test_a_converted_file_is_the_hf_model(gguf_converted, case):
+    hf, folder, path = gguf_converted[case]
     model = tinylm.Model.from_pretrained(path)
     assert model.quant is None and model.gguf_source == os.path.abspath(path)
     ids, mask, labels = batch(B=2, T=13)
@@ -69,10 +38,10 @@ def test_a_converted_file_is_the_hf_model(converted, case):
             assert_close(ours[name], grads[name], length=chain.backward, what=name)
 
 
-def test_f32_round_trip_is_bit_identical(converted):
+def test_f32_round_trip_is_bit_identical(gguf_converted):
     """HF folder -> converter (F32) -> tinylm: the weights themselves, exactly
     (Llama's q/k permutation undone row for row)."""
-    hf, folder, path = converted["llama3_rope_bias"]
+    hf, folder, path = gguf_converted["llama3_rope_bias"]
     ours = tinylm.Model.from_pretrained(path)
     ref = tinylm.Model.from_pretrained(folder)
     for name in ref.base_names():
@@ -99,8 +68,8 @@ def _requantize(src: str, dst: str, kind: str) -> dict:
 
 
 @pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q5_1"])
-def test_a_quantized_file_keeps_its_blocks(converted, tmp_path, kind):
-    hf, folder, path = converted["llama_gqa"]
+def test_a_quantized_file_keeps_its_blocks(gguf_converted, tmp_path, kind):
+    hf, folder, path = gguf_converted["llama_gqa"]
     qpath = str(tmp_path / f"{kind}.gguf")
     blocks = _requantize(path, qpath, kind)
     model = tinylm.Model.from_pretrained(qpath)
@@ -140,8 +109,8 @@ def test_a_quantized_file_keeps_its_blocks(converted, tmp_path, kind):
                                   model.weight("model.layers.0.mlp.up_proj.weight"))
 
 
-def test_bad_files_fail_by_name(converted, tmp_path):
-    _, _, path = converted["llama_gqa"]
+def test_bad_files_fail_by_name(gguf_converted, tmp_path):
+    _, _, path = gguf_converted["llama_gqa"]
     with GGUFFile(path) as f:
         meta = [(k, f.metadata[k], f.types[k]) for k in f.metadata]
         tensors = [(n, i.ggml_type, i.shape, np.frombuffer(f.raw(n), np.uint8).copy()) for n, i in f.tensors.items()]

@@ -15,7 +15,7 @@ from tinylm.gguf.file import GGUFFile
 if llamacpp_ref.skip_reason():
     pytest.skip(llamacpp_ref.skip_reason(), allow_module_level=True)
 
-LAYERS = 9  # enough that the first/last eighth and every third layer differ
+LAYERS = 12  # the first/last eighth and every third layer differ; blk.10 sorts before blk.2 by name
 FILE_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M",
               "Q5_K_S", "Q5_K_M", "Q6_K"]
 

@@ -40,6 +40,8 @@ def load_model(cls, path: str, *, quant: str | None = None, dequantize: bool = F
     with GGUFFile(path) as f:
         inventory = {name: info.ne for name, info in f.tensors.items()}
         config = arch.hf_config(f.metadata, inventory, path, _config_values(f))
+        if isinstance(f.metadata.get("general.name"), str):
+            config["_name_or_path"] = f.metadata["general.name"]  # what an export names the model again
         # with ggml-block storage the projections take no memory until they are
         # set, so this model says which parameters are projections for free
         model = cls(config, source=path, quant="gguf")

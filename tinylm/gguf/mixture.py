@@ -17,6 +17,7 @@ do not apply to these families.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from tinylm.errors import UnsupportedError
 from tinylm.gguf import ggml
@@ -68,14 +69,23 @@ def _more_bits(i: int, n: int) -> bool:
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
+def llama_order(name: str) -> tuple[int, str]:
+    """llama.cpp's tensor order (llama_model_loader's weight_name_comparer):
+    by layer (tensors outside the blocks first), then by name. llama-quantize
+    walks and writes tensors in this order, so its per-category counters
+    follow it."""
+    m = re.match(r"blk\.(\d+)\.", name)
+    return (int(m.group(1)) if m else -1, name)
+
+
 def _quantizable(name: str, shape: tuple) -> bool:
     return len(shape) >= 2 and name.endswith("weight") and "_norm.weight" not in name
 
 
 def tensor_types(ftype: str, tensors: list[tuple[str, tuple]], n_layers: int, *, n_gqa: int = 1,
                  output_type: str | None = None, embedding_type: str | None = None) -> dict[str, int]:
-    """{GGUF tensor name: ggml type id} for tensors [(name, numpy shape)] in
-    file order (layer by layer, as the converter writes them). output_type
+    """{GGUF tensor name: ggml type id} for tensors [(name, numpy shape)] (in
+    any order: they are walked in llama_order). output_type
     and embedding_type override the head's and the embedding's types, as
     llama-quantize's --output-tensor-type and --token-embedding-type do."""
     ft = file_type(ftype)
@@ -84,7 +94,7 @@ def tensor_types(ftype: str, tensors: list[tuple[str, tuple]], n_layers: int, *,
     n_attn_v = sum(_category(n) == "attn_v" for n, _ in tensors)
     i_attn_v = i_down = 0
     out = {}
-    for name, shape in tensors:
+    for name, shape in sorted(tensors, key=lambda t: llama_order(t[0])):
         if not _quantizable(name, shape):
             out[name] = ggml.F32
             continue

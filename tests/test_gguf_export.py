@@ -27,7 +27,7 @@ def test_f32_export_equals_the_converter(gguf_converted, tmp_path, case):
     _, folder, reference = gguf_converted[case]
     model = tinylm.Model.from_pretrained(folder)
     ours = str(tmp_path / "ours.gguf")
-    export.save_model(model, ours, "F32", {})
+    export.save_model(model, ours, "F32", [])
     theirs, got = _tensors(reference), _tensors(ours)
     assert set(got) == set(theirs)
     for name, (t, ne, data) in theirs.items():
@@ -45,7 +45,7 @@ def test_gemma_norms_are_one_plus_w(gguf_converted, tmp_path):
     _, folder, reference = gguf_converted["gemma_mqa"]
     model = tinylm.Model.from_pretrained(folder)
     ours = str(tmp_path / "g.gguf")
-    export.save_model(model, ours, "F32", {})
+    export.save_model(model, ours, "F32", [])
     with GGUFFile(reference) as f, GGUFFile(ours) as g:
         w = model.weight("model.norm.weight")
         np.testing.assert_array_equal(np.frombuffer(g.raw("output_norm.weight"), np.float32), w + np.float32(1))
@@ -60,7 +60,7 @@ def test_quantized_export_is_the_reference_quantization(gguf_converted, tmp_path
     _, folder, reference = gguf_converted["llama_gqa"]
     model = tinylm.Model.from_pretrained(folder)
     ours = str(tmp_path / f"{quant}.gguf")
-    export.save_model(model, ours, quant, {})
+    export.save_model(model, ours, quant, [])
     got = _tensors(ours)
     with GGUFFile(reference) as f:
         for name, info in f.tensors.items():
@@ -83,10 +83,10 @@ def test_quantized_export_is_the_reference_quantization(gguf_converted, tmp_path
 def test_gguf_round_trip_keeps_every_block(gguf_converted, tmp_path, quant):
     _, folder, reference = gguf_converted["llama_gqa"]
     first = str(tmp_path / "first.gguf")
-    export.save_model(tinylm.Model.from_pretrained(folder), first, quant, {})
+    export.save_model(tinylm.Model.from_pretrained(folder), first, quant, [])
     model = tinylm.Model.from_pretrained(first)
     again = str(tmp_path / "again.gguf")
-    export.save_model(model, again, None, {})
+    export.save_model(model, again, None, [])
     a, b = _tensors(first), _tensors(again)
     assert set(a) == set(b)
     for name in a:
@@ -104,7 +104,7 @@ def test_mixture_equals_llama_quantize_bytes(gguf_converted, tmp_path):
     theirs = str(tmp_path / "theirs.gguf")
     llamacpp_ref.quantize(reference, theirs, "Q4_K_M")
     ours = str(tmp_path / "ours.gguf")
-    export.save_model(tinylm.Model.from_pretrained(folder), ours, "Q4_K_M", {})
+    export.save_model(tinylm.Model.from_pretrained(folder), ours, "Q4_K_M", [])
     a, b = _tensors(theirs), _tensors(ours)
     assert list(a) == list(b)  # llama-quantize's order
     for name in a:

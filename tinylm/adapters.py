@@ -280,15 +280,24 @@ class AdapterMixin:
         return out
 
     # ------------------------------------------------------------- PEFT files
-    def save_adapter(self, path: str | os.PathLike, name: str | None = None) -> None:
+    def save_adapter(self, path: str | os.PathLike, name: str | None = None, format: str = "peft") -> None:
         """Writes PEFT's adapter_config.json and adapter_model.safetensors
         (keys base_model.model.<module>.lora_A.weight, A [r, in], B [out, r]).
         Each file is written to a temporary name and renamed, the config last
         (as PEFT does), so a crash leaves the previous files or the new ones;
-        other files in the folder are left alone."""
+        other files in the folder are left alone.
+
+        format="gguf" writes `path` as llama.cpp's GGUF LoRA adapter instead
+        (llama-cli --lora; tinylm.gguf.export.save_adapter), unmerged."""
         name = name or self.active_adapter
         if name not in self._adapters:
             raise KeyError(f"no adapter named {name!r}; have {self.adapters}")
+        if format == "gguf":
+            from tinylm.gguf import export as gguf_export
+            gguf_export.save_adapter(self, os.fspath(path), name)
+            return
+        if format != "peft":
+            raise ValueError(f"format must be \"peft\" or \"gguf\", got {format!r}")
         _, config, targets = self._adapters[name]
         path = os.fspath(path)
         os.makedirs(path, exist_ok=True)

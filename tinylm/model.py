@@ -57,6 +57,7 @@ class Model(AdapterMixin, GenerationMixin):
         self.last_loss_terms = None  # {"ce", "kd"} means of the last distillation loss()
         # loaded from a GGUF file: its path, each tensor's ggml type and general.file_type (tinylm.gguf.load)
         self.gguf_source, self.gguf_types, self.gguf_file_type = None, {}, None
+        self.pretrained_path = None  # the folder or .gguf from_pretrained read (its tokenizer, for save_gguf)
 
     def _refresh_table(self) -> None:
         """Re-reads the core's parameter table (adapters add entries)."""
@@ -86,6 +87,7 @@ class Model(AdapterMixin, GenerationMixin):
         cfg_file = config_path(path)
         model = cls(read_config(cfg_file), source=cfg_file, quant=quant)
         checkpoint.load_weights(model._core, path)
+        model.pretrained_path = os.path.abspath(path)
         return model
 
     @classmethod
@@ -133,6 +135,43 @@ class Model(AdapterMixin, GenerationMixin):
             config["torch_dtype"] = dtype
         atomic.atomic_write_text(os.path.join(path, "config.json"),
                                      json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    def save_gguf(self, path: str | os.PathLike, quant: str | None = None, *, tokenizer=None,
+                  output_type: str | None = None, embedding_type: str | None = None, merged: bool = False,
+                  name: str | None = None) -> None:
+        """Writes a GGUF file llama.cpp runs (docs/gguf.md): metadata and
+        tensor names as llama.cpp's converter writes them, the tokenizer, and
+        each tensor's ggml type as llama-quantize lays out the file type
+        `quant` ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0", "Q4_K_M",
+        "Q6_K", ... tinylm.gguf.mixture.FILE_TYPES), quantized by llama.cpp's
+        reference quantizers. quant=None keeps the types of the GGUF file
+        the model came from (its blocks unchanged). output_type /
+        embedding_type override the head's and the embedding's types, as
+        llama-quantize's --output-tensor-type / --token-embedding-type
+        (quant="Q8_0", output_type="Q6_K": Q8_0 with a Q6_K head). merged
+        folds the active adapter in. tokenizer: a tinylm.Tokenizer; by default
+        the one beside the weights the model was loaded from. Written to a
+        temporary name and renamed."""
+        from tinylm.gguf import export
+
+        path = os.fspath(path)
+        if merged and self.active_adapter is None:
+            raise ValueError("save_gguf(merged=True) needs an active adapter")
+        if tokenizer is None and self.gguf_source and os.path.isfile(self.gguf_source):
+            with gguf_file.GGUFFile(self.gguf_source) as f:
+                tok_meta = [(k, v, f.types[k]) for k, v in f.metadata.items() if k.startswith("tokenizer.")]
+        else:
+            if tokenizer is None:
+                if not self.pretrained_path:
+                    raise ValueError("save_gguf: pass tokenizer= (this model was not loaded from a folder or file "
+                                     "that has one)")
+                from tinylm.tokenizer import Tokenizer
+                tokenizer = Tokenizer.from_pretrained(self.pretrained_path)
+            from tinylm.gguf import tokenizer as gguf_tokenizer
+            tok_meta = list(gguf_tokenizer.tokenizer_metadata(tokenizer, vocab_size=self._config.get("vocab_size"))
+                            .items())
+        export.save_model(self, path, quant, tok_meta, output_type=output_type, embedding_type=embedding_type,
+                          merged=merged, name=name)
 
     # ------------------------------------------------------------ parameters
     @property

@@ -12,9 +12,9 @@ DEMO_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 
 def add_model_arguments(parser) -> None:
-    parser.add_argument("--model", metavar="DIR", default=None,
-                        help="Hugging Face model folder (config.json, safetensors, tokenizer.json); "
-                             "default: the embedded demo model")
+    parser.add_argument("--model", metavar="PATH", default=None,
+                        help="Hugging Face model folder (config.json, safetensors, tokenizer.json) or a .gguf "
+                             "file; default: the embedded demo model")
     parser.add_argument("--adapter", metavar="DIR", help="PEFT LoRA adapter folder to apply")
     parser.add_argument("--quant", choices=("nf4", "int8"), help="quantize the base weights on load")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: the CPUs this process may use)")
@@ -23,11 +23,11 @@ def add_model_arguments(parser) -> None:
 def load_model(args):
     """(model, tokenizer, model folder) from --model/--adapter/--quant/--threads."""
     path = args.model or DEMO_MODEL_DIR
-    if not os.path.isdir(path):
+    if not os.path.exists(path):
         if args.model is None:
             raise UsageError(f"the embedded demo model is not installed (expected at {path}); "
-                             "pass --model DIR to evaluate a model folder")
-        raise FileNotFoundError(f"{path}: no such model folder")
+                             "pass --model PATH to use a model folder or .gguf file")
+        raise FileNotFoundError(f"{path}: no such model folder or file")
     if args.threads is not None:
         if args.threads < 1:
             raise UsageError(f"--threads must be >= 1, got {args.threads}")

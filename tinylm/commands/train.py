@@ -24,7 +24,9 @@ def register(sub) -> None:
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--config", metavar="FILE", help="YAML config with the lora_finetune recipe's keys "
                                                    "(default: recipes/configs/lora_finetune.yaml)")
-    p.add_argument("--model", metavar="DIR", help="Hugging Face model folder (default: the embedded demo model)")
+    p.add_argument("--model", metavar="PATH", help="Hugging Face model folder or .gguf file (a quantized GGUF "
+                                                  "trains an adapter on its blocks; default: the embedded demo "
+                                                  "model)")
     p.add_argument("--data", metavar="FILE", help="training data: JSONL (prompt/completion, alpaca, chat, text) "
                                                  "or .txt")
     p.add_argument("--validation", metavar="FILE", help="validation data (evaluated every eval_steps and at the end)")

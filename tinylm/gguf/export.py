@@ -118,7 +118,7 @@ def tensor_writes(model, quant, *, output_type=None, embedding_type=None, merged
     return [(n, types[n], shapes[n], (lambda n=n: produce(n))) for n in names], source
 
 
-def save_model(model, path: str, quant, tokenizer_metadata: dict, *, output_type=None, embedding_type=None,
+def save_model(model, path: str, quant, tokenizer_metadata: list, *, output_type=None, embedding_type=None,
                merged=False, name: str | None = None) -> None:
     """Model.save_gguf (see there)."""
     config = model.config
@@ -134,7 +134,7 @@ def save_model(model, path: str, quant, tokenizer_metadata: dict, *, output_type
         elif model.gguf_file_type is not None:
             meta.append(("general.file_type", np.uint32(model.gguf_file_type)))
         meta.append(("general.quantization_version", np.uint32(QUANTIZATION_VERSION)))
-        meta += list(tokenizer_metadata.items())
+        meta += list(tokenizer_metadata)  # (key, value) or (key, value, (type, element type))
         write_gguf(path, meta, writes)
     finally:
         source.close()

@@ -52,7 +52,7 @@ test-llamacpp: $(VENV)/.installed
 # (tests/fuzz), FUZZ_SECONDS each; each first replays its committed crash
 # inputs (regressions/ folders, given as corpus). `make test` runs a short pass.
 FUZZ_SECONDS ?= 60
-PY_FUZZ_TARGETS := config jsonl golden chat_template tokenizer
+PY_FUZZ_TARGETS := config jsonl golden chat_template tokenizer gguf
 
 fuzz: fuzz-c fuzz-py
 

@@ -13,6 +13,16 @@ import time
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident set. Linux's VmHWM belongs to the address
+    space exec made; ru_maxrss is carried over from the parent across
+    fork+exec, so a child of a large parent would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

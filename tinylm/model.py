@@ -82,6 +82,9 @@ class Model(AdapterMixin, GenerationMixin):
         path = os.fspath(path)
         if gguf_file.is_gguf(path):
             return gguf_load.load_model(cls, path, quant=quant, dequantize=dequantize)
+        if os.path.isfile(path):
+            raise FormatError(f"{path}: not a GGUF file (it does not start with GGUF's magic) and not a model "
+                              "folder")
         if not os.path.isdir(path):
             raise FileNotFoundError(f"{path}: not a model folder or GGUF file")
         cfg_file = config_path(path)

@@ -161,8 +161,19 @@ def fuzz_tokenizer(data: bytes) -> None:
     expect(load, path)
 
 
+def fuzz_gguf(data: bytes) -> None:
+    """A .gguf file to Model.from_pretrained (metadata -> config, the tensor
+    plan, block storage), then one forward pass of what loads."""
+    path = write("model.gguf", data)
+
+    def load():
+        model = tinylm.Model.from_pretrained(path)
+        model.forward([[0, 1, 2]])
+    expect(load, path)
+
+
 TARGETS = {"config": fuzz_config, "jsonl": fuzz_jsonl, "golden": fuzz_golden,
-           "chat_template": fuzz_chat_template, "tokenizer": fuzz_tokenizer}
+           "chat_template": fuzz_chat_template, "tokenizer": fuzz_tokenizer, "gguf": fuzz_gguf}
 
 
 # -------------------------------------------------------------------- seeds
@@ -212,6 +223,24 @@ def seed_corpus(target: str, folder: str) -> None:
                                   if all(p in vocab for p in (*(m.split(" ") if isinstance(m, str) else m),
                                                               "".join(m.split(" ") if isinstance(m, str) else m)))]
         put("demo-small", json.dumps(tok, ensure_ascii=False))
+    elif target == "gguf":
+        from tinylm.gguf import export
+        tiny = tinylm.Model.from_pretrained(TINY)
+        base = tiny.config
+        for name, extra in {"llama": {}, **FAMILY_SEEDS}.items():
+            config = {**base, **extra}
+            try:
+                model = tinylm.Model.from_config(config)
+            except ALLOWED:
+                continue
+            for quant in ("F32", "Q8_0"):
+                out = os.path.join(SCRATCH, f"seed-{name}-{quant}.gguf")
+                try:
+                    export.save_model(model, out, quant, [])
+                except ALLOWED:  # a config a GGUF cannot hold (phi's q/k LayerNorms)
+                    continue
+                with open(out, "rb") as f:
+                    put(f"{name}-{quant}", f.read())
 
 
 def main() -> None:

@@ -5,8 +5,9 @@
     tj, tc = hf_tokenizer_files(meta, source)           # GGUF -> tokenizer.json, tokenizer_config.json dicts
     keys = tokenizer_metadata(tok_or_files, source)      # Tokenizer (or the two dicts) -> tokenizer.* keys
 
-`meta` maps key -> value as gguf.GGUFReader decodes them (strings, string
-arrays as lists of str, numeric arrays as lists or numpy arrays).
+`meta` maps key -> value as tinylm.gguf.file or gguf.GGUFReader decode them
+(strings, string arrays as lists of str, numeric arrays as numpy arrays or
+lists).
 tokenizer_metadata's values carry their GGUF type: str, list of str, bool,
 numpy.uint32 (token ids), numpy int32 array (token types), numpy float32
 array (scores).
@@ -24,12 +25,21 @@ Two tokenizer models:
   every token, ranked by the token's score, with ties going leftmost:
   tinylm's BPE with "merge_ranks" (equal ranks apply leftmost first).
   transformers' GGUF loader instead breaks ties by rank and prepends U+2581
-  to the first piece only (Metaspace prepend_scheme "first"); where the two
-  differ (text after a special token, equal scores) tinylm follows llama.cpp.
+  to the first piece only, and not before a leading space (Metaspace
+  prepend_scheme "first"); where the two differ (equal scores, text after a
+  special token or starting with a space) tinylm follows llama.cpp.
 
-Control, unknown and user-defined tokens are matched whole in the raw text
-before anything else, as llama.cpp's tokenizer_st_partition does with
-special tokens parsed.
+Control, unknown and user-defined tokens, and the end-of-generation and
+fill-in-the-middle texts llama.cpp makes control tokens whatever the file
+says, are matched whole in the raw text before anything else, as
+llama.cpp's tokenizer_st_partition does with special tokens parsed.
+
+Not modelled: llama.cpp matches special tokens longest first over the
+whole text where tokenizers (and tinylm) take the leftmost longest, which
+differs only when two special tokens overlap; and a character outside the
+vocabulary can still join a neighbour into a token in llama.cpp's
+SentencePiece merging, where tinylm makes it <0xNN> bytes first (real
+vocabularies hold every character their tokens are made of).
 """
 from __future__ import annotations
 
@@ -82,7 +92,8 @@ _LLAMACPP_CONTROL = frozenset([
     "<|code_prefix|>", "<|prefix|>", "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<\uff5cfim\u2581hole\uff5c>",
     "<SUF>", "\u2581<SUF>", "<|code_suffix|>", "<|suffix|>", "<|fim_middle|>", "<fim-middle>", "<fim_middle>",
     "<\uff5cfim\u2581end\uff5c>", "<MID>", "\u2581<MID>", "<|code_middle|>", "<|middle|>", "<|fim_pad|>", "<fim-pad>",
-    "<fim_pad>", "<PAD>", "[PAD]", "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>",
+    "<fim_pad>", "<PAD>", "[PAD]", "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>",
+    "<|file_sep|>",
 ])
 # ...except "</s>" beside these (Gemma 4, PLaMo), where it is a plain token.
 _PLAIN_END_OF_SENTENCE = ("<|tool_response>", "<|plamo:eos|>")
@@ -233,17 +244,19 @@ def hf_tokenizer_files(meta: Mapping, source: str) -> tuple[dict, dict]:
             if ids[name] is None and meta.get(SPECIAL_IDS[name]) is None and default < n:
                 ids[name] = default
         merges, ranks = _spm_merges(tokens, vocab, scores)
-        bpe = {"type": "BPE", "dropout": None, "unk_token": None if ids["unk_token"] is None else tokens[ids["unk_token"]],
-               "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
-               "byte_fallback": True, "ignore_merges": False, "vocab": vocab, "merges": merges, "merge_ranks": ranks}
+        unk = None if ids["unk_token"] is None else tokens[ids["unk_token"]]
+        bpe = {"type": "BPE", "dropout": None, "unk_token": unk, "continuing_subword_prefix": None,
+               "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+               "vocab": vocab, "merges": merges, "merge_ranks": ranks}
         space = {"type": "Replace", "pattern": {"String": " "}, "content": METASPACE}
         prefix = _flag(meta, ADD_SPACE_PREFIX, True, source)
         decoder = [{"type": "Replace", "pattern": {"String": METASPACE}, "content": " "},
                    {"type": "ByteFallback"}, {"type": "Fuse"}]
         if prefix:
             decoder.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
-        tokenizer = {"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": METASPACE}, space]}
-                     if prefix else space, "pre_tokenizer": None, "decoder": {"type": "Sequence", "decoders": decoder}}
+        normalizer = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": METASPACE}, space]}
+        tokenizer = {"normalizer": normalizer if prefix else space, "pre_tokenizer": None,
+                     "decoder": {"type": "Sequence", "decoders": decoder}}
         add_bos = True
     tokenizer = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": _added(tokens, types, vocab),
                  **tokenizer, "post_processor": None, "model": bpe}
@@ -401,8 +414,9 @@ def _bos_eos(t: Tokenizer, ids: dict[str, int], source: str) -> tuple[bool, bool
     added = {"bos_token": full[:at], "eos_token": full[at + len(body):]}
     for name, extra in added.items():
         if len(extra) > 1 or (extra and ids.get(name, extra[0]) != extra[0]):
-            raise UnsupportedError(f"{source}: the post-processor adds {extra} {'before' if name == 'bos_token' else 'after'}"
-                                   f" a text, but llama.cpp adds only its {name[:3]} token ({ids.get(name)})")
+            where = "before" if name == "bos_token" else "after"
+            raise UnsupportedError(f"{source}: the post-processor adds {extra} {where} a text, but llama.cpp adds "
+                                   f"only its {name[:3]} token ({ids.get(name)})")
         if extra:
             ids[name] = extra[0]
     return bool(added["bos_token"]), bool(added["eos_token"])
@@ -452,7 +466,8 @@ def tokenizer_metadata(tok, source: str | None = None, vocab_size: int | None = 
     tj, tc, t, template, source = _files(tok, source)
     model = tj.get("model", {})
     if model.get("type", "BPE") != "BPE":
-        raise UnsupportedError(f"{source}: model {model.get('type')!r}: llama.cpp's 'gpt2' and 'llama' tokenizers are BPE")
+        raise UnsupportedError(f"{source}: model {model.get('type')!r}: llama.cpp's 'gpt2' and 'llama' tokenizers "
+                               f"are BPE")
     spm = bool(model.get("byte_fallback"))
     for entry in tj.get("added_tokens") or []:
         flags = [f for f in ("lstrip", "rstrip", "single_word") if entry.get(f)]

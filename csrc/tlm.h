@@ -587,6 +587,11 @@ void tlm_tok_ids_free(tlm_tok_ids *v);
  * naming it and the file; malformed JSON is TLM_EFORMAT; a missing
  * tokenizer.json is TLM_EIO. */
 tlm_status tlm_tok_load(const char *dir, tlm_tok **out);
+/* The same from JSON text in memory: tokenizer.json's json[0..len) and,
+ * unless config is NULL, tokenizer_config.json's config[0..config_len).
+ * Messages name `source` (e.g. the GGUF file the JSON was made from). */
+tlm_status tlm_tok_load_json(const char *json, size_t len, const char *config, size_t config_len,
+                             const char *source, tlm_tok **out);
 void tlm_tok_free(tlm_tok *t);
 
 /* Replaces out's ids with the encoding of text[0..len) (valid UTF-8). With

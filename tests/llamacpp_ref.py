@@ -5,13 +5,15 @@ tests/llamacpp/build_reference.sh builds into a cache outside the checkout
 Nothing here builds anything: skip_reason() says why a test cannot run (no
 build yet) and every other function raises RuntimeError with that reason.
 
-- tokenize, perplexity, quantize, bench run the llama-* tools;
+- tokenize, perplexity, quantize, bench run the llama-* tools
+  (tokenize_many: llama_tokenize over many texts, one vocabulary load);
 - logits, greedy drive libllama through the ctypes bindings of the
   llama-cpp-python sdist the build came from (its llama_cpp package, put on
   sys.path and pointed at our libllama.so; nothing is pip-installed);
 - libggml() wraps libggml-base.so's quantizers and dequantizers: the
   bit-exact oracle for GGUF block formats;
-- convert runs the sdist's convert_hf_to_gguf.py (or convert_lora_to_gguf.py).
+- convert runs the sdist's convert_hf_to_gguf.py (or convert_lora_to_gguf.py);
+  convert_vocabs its --vocab-only on several folders in one process.
 """
 from __future__ import annotations
 
@@ -114,6 +116,35 @@ def tokenize(gguf_path: str, text: str, add_special: bool = True, parse_special:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def tokenize_many(gguf_path: str, texts, add_special: bool = True, parse_special: bool = True) -> list[list[int]]:
+    """libllama's llama_tokenize ids for each text, the file's vocabulary
+    loaded once (vocab_only: a file of tokenizer keys alone will do). Unlike
+    the llama-tokenize tool, add_special adds BOS and EOS each as the
+    vocabulary's add_bos / add_eos say, as llama_tokenize does."""
+    L = _llama()
+    params = L.llama_model_default_params()
+    params.vocab_only = True
+    model = L.llama_model_load_from_file(gguf_path.encode(), params)
+    if not model:
+        raise RuntimeError(f"libllama could not load the vocabulary of {gguf_path}")
+    try:
+        vocab = L.llama_model_get_vocab(model)
+        out = []
+        for text in texts:
+            data = text.encode("utf-8")
+            room = len(data) + 8
+            buf = (L.llama_token * room)()
+            n = L.llama_tokenize(vocab, data, len(data), buf, room, add_special, parse_special)
+            if n < 0:
+                room = -n
+                buf = (L.llama_token * room)()
+                n = L.llama_tokenize(vocab, data, len(data), buf, room, add_special, parse_special)
+            out.append(list(buf[:n]))
+        return out
+    finally:
+        L.llama_model_free(model)
+
+
 def perplexity(gguf_path: str, text_file: str, n_ctx: int, threads: int = 1, exact: bool = True) -> float:
     """llama-perplexity's final estimate over `text_file`.
 
@@ -177,7 +208,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def convert(hf_dir: str, out_gguf: str, outtype: str = "f32", pre: str | None = None,
-            merge_scores: bool = False, lora_base: str | None = None) -> None:
+            merge_scores: bool = False, lora_base: str | None = None, vocab_only: bool = False) -> None:
     """convert_hf_to_gguf.py on a save_pretrained folder, or, with
     lora_base (the base model's folder), convert_lora_to_gguf.py on a PEFT
     adapter folder.
@@ -195,16 +226,48 @@ def convert(hf_dir: str, out_gguf: str, outtype: str = "f32", pre: str | None = 
     which merges by score, then splits differently from the BPE merges
     ("▁fo"+"x" for "▁f"+"ox"). With merge_scores each token scores minus the
     rank of the first merge that makes it, which makes llama.cpp's
-    tokenization that of tokenizer.json."""
+    tokenization that of tokenizer.json.
+
+    vocab_only: the converter's --vocab-only (metadata, no tensors; the
+    folder still needs the config.json its hyperparameters come from)."""
     src = source_dir()
     converter = os.path.join(src, "convert_lora_to_gguf.py" if lora_base else "convert_hf_to_gguf.py")
     options = {"path": [src, os.path.join(src, "gguf-py"), _PYDEPS], "pre": pre,
                "merge_scores": os.path.join(hf_dir, "tokenizer.json") if merge_scores else None}
     args = [hf_dir, "--outfile", out_gguf, "--outtype", outtype] + (["--base", lora_base] if lora_base else [])
+    args += ["--vocab-only"] if vocab_only else []
     proc = subprocess.run([sys.executable, "-c", _CONVERT, json.dumps(options), converter, *args],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{os.path.basename(converter)} failed ({proc.returncode}): {proc.stderr[-3000:]}")
+
+
+# Run as `python -c _CONVERT_VOCABS OPTIONS_JSON`: the converter's main()
+# on each job's folder with --vocab-only, in one process.
+_CONVERT_VOCABS = """
+import json, sys
+options = json.loads(sys.argv[1])
+sys.path[:0] = options["path"]
+sys.argv = ["convert_hf_to_gguf.py"]
+import convert_hf_to_gguf as convert
+import conversion.base
+detect = conversion.base.TextModel.get_vocab_base_pre
+for hf_dir, out, pre in options["jobs"]:
+    conversion.base.TextModel.get_vocab_base_pre = detect if pre is None else (lambda self, tokenizer, pre=pre: pre)
+    sys.argv = ["convert_hf_to_gguf.py", hf_dir, "--outfile", out, "--vocab-only"]
+    convert.main()
+"""
+
+
+def convert_vocabs(jobs) -> None:
+    """convert_hf_to_gguf.py --vocab-only on several folders in one process
+    (its imports take seconds): jobs are (hf_dir, out_gguf, pre), pre as for
+    convert() (None: the converter's own hash detection)."""
+    src = source_dir()
+    options = {"path": [src, os.path.join(src, "gguf-py"), _PYDEPS], "jobs": [list(j) for j in jobs]}
+    proc = subprocess.run([sys.executable, "-c", _CONVERT_VOCABS, json.dumps(options)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"convert_hf_to_gguf.py --vocab-only failed ({proc.returncode}): {proc.stderr[-3000:]}")
 
 
 @functools.lru_cache(maxsize=None)

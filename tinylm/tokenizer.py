@@ -21,13 +21,17 @@ from tinylm.chat_template import load_chat_template, render_chat_template
 class Tokenizer:
     """A BPE tokenizer from a folder holding tokenizer.json and, optionally,
     tokenizer_config.json (special token names, add_bos_token/add_eos_token,
-    chat_template) and chat_template.jinja."""
+    chat_template) and chat_template.jinja; or one made from a GGUF file's
+    metadata (tinylm.gguf.tokenizer), whose tokenizer.* keys it keeps in
+    gguf_metadata (None otherwise)."""
 
-    def __init__(self, core: _core.Tokenizer, path: str):
+    def __init__(self, core: _core.Tokenizer, path: str, chat_template: str | dict[str, str] | None = None,
+                 chat_template_file: str | None = None, gguf_metadata: dict | None = None):
         self._core = core
         self.path = path
         self._special = core.special_tokens
-        self.chat_template, self._chat_template_file = load_chat_template(path)
+        self.chat_template, self._chat_template_file = chat_template, chat_template_file
+        self.gguf_metadata = gguf_metadata
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "Tokenizer":
@@ -35,7 +39,7 @@ class Tokenizer:
         pre-tokenizer, decoder or post-processor raises UnsupportedError,
         malformed JSON FormatError, a missing tokenizer.json OSError."""
         path = os.fspath(path)
-        return cls(_core.Tokenizer(path), path)
+        return cls(_core.Tokenizer(path), path, *load_chat_template(path))
 
     # -------------------------------------------------------------- encoding
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:

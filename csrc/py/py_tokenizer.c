@@ -20,16 +20,8 @@ static void tok_dealloc(TokObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *tok_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"path", NULL};
-    PyObject *path;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&", kwlist, PyUnicode_FSConverter, &path)) return NULL;
-    tlm_tok *tok;
-    tlm_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = tlm_tok_load(PyBytes_AS_STRING(path), &tok);
-    Py_END_ALLOW_THREADS
-    Py_DECREF(path);
+/* Wraps a loaded tokenizer (st its load status) in a new object of `type`. */
+static PyObject *tok_wrap(PyTypeObject *type, tlm_tok *tok, tlm_status st) {
     if (st != TLM_OK) return tlm_py_raise(st);
     TokObject *self = (TokObject *)type->tp_alloc(type, 0);
     if (!self) { tlm_tok_free(tok); return NULL; }
@@ -41,6 +33,34 @@ static PyObject *tok_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     }
     self->n_ints = n;
     return (PyObject *)self;
+}
+
+static PyObject *tok_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"path", NULL};
+    PyObject *path;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&", kwlist, PyUnicode_FSConverter, &path)) return NULL;
+    tlm_tok *tok;
+    tlm_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = tlm_tok_load(PyBytes_AS_STRING(path), &tok);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    return tok_wrap(type, tok, st);
+}
+
+static PyObject *tok_from_json(PyObject *cls, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"tokenizer_json", "config_json", "source", NULL};
+    const char *json, *config = NULL, *source;
+    Py_ssize_t len, config_len = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s#z#s", kwlist, &json, &len, &config, &config_len, &source))
+        return NULL;
+    tlm_tok *tok;
+    tlm_status st;
+    /* The buffers belong to the argument objects, which the call holds. */
+    Py_BEGIN_ALLOW_THREADS
+    st = tlm_tok_load_json(json, (size_t)len, config, (size_t)config_len, source, &tok);
+    Py_END_ALLOW_THREADS
+    return tok_wrap((PyTypeObject *)cls, tok, st);
 }
 
 static PyObject *id_int(TokObject *self, int32_t id) {
@@ -192,6 +212,9 @@ static PyObject *tok_special_tokens(TokObject *self, void *closure) {
 }
 
 static PyMethodDef tok_methods[] = {
+    {"from_json", (PyCFunction)(void (*)(void))tok_from_json, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "from_json(tokenizer_json, config_json, source) -> Tokenizer: from tokenizer.json text and\n"
+     "tokenizer_config.json text (or None); errors name `source`."},
     {"encode", (PyCFunction)(void (*)(void))tok_encode, METH_VARARGS | METH_KEYWORDS,
      "encode(text, add_special_tokens=True) -> list[int]"},
     {"encode_batch", (PyCFunction)(void (*)(void))tok_encode_batch, METH_VARARGS | METH_KEYWORDS,

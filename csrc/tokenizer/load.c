@@ -1,5 +1,6 @@
-/* load.c: reads tokenizer.json (+ tokenizer_config.json) into a tlm_tok, and
- * the accessors of a loaded tokenizer. */
+/* load.c: reads tokenizer.json (+ tokenizer_config.json), from a folder or
+ * from JSON text in memory, into a tlm_tok, and the accessors of a loaded
+ * tokenizer. */
 #include "tokenizer/tok.h"
 
 #include <errno.h>
@@ -31,23 +32,25 @@ static tlm_status read_file(const char *path, char **data, size_t *len, int *mis
     return *data ? TLM_OK : NOMEM(path);
 }
 
+/* Parses JSON text; `name` (a file, or the caller's source) is for messages. */
+static tlm_status parse_text(const char *data, size_t len, const char *name, cJSON **out) {
+    /* JSON text is UTF-8 (RFC 8259; tokenizers refuses anything else), and
+     * every string in it reaches Python, which decodes strictly. */
+    size_t valid = tok_utf8_valid_prefix(data, len);
+    if (valid != len) return tlm_fail(TLM_EFORMAT, "%s: not valid UTF-8 (byte %zu)", name, valid);
+    const char *end = NULL;
+    *out = cJSON_ParseWithLengthOpts(data, len, &end, 0);
+    if (!*out) return tlm_fail(TLM_EFORMAT, "%s: malformed JSON near byte %ld", name, end ? (long)(end - data) : 0L);
+    return TLM_OK;
+}
+
 static tlm_status parse_json(const char *path, cJSON **out, int *missing) {
     char *data;
     size_t len;
     TLM_TRY(read_file(path, &data, &len, missing));
-    /* JSON text is UTF-8 (RFC 8259; tokenizers refuses anything else), and
-     * every string in it reaches Python, which decodes strictly. */
-    size_t valid = tok_utf8_valid_prefix(data, len);
-    if (valid != len) {
-        free(data);
-        return tlm_fail(TLM_EFORMAT, "%s: not valid UTF-8 (byte %zu)", path, valid);
-    }
-    const char *end = NULL;
-    *out = cJSON_ParseWithLengthOpts(data, len, &end, 0);
-    long at = end ? (long)(end - data) : 0;
+    tlm_status st = parse_text(data, len, path, out);
     free(data);
-    if (!*out) return tlm_fail(TLM_EFORMAT, "%s: malformed JSON near byte %ld", path, at);
-    return TLM_OK;
+    return st;
 }
 
 static tlm_status check_utf8(const char *s, const char *path, const char *what) {
@@ -81,17 +84,37 @@ static tlm_status merge_parts(const cJSON *m, const char *path, size_t rank, tok
     return TLM_OK;
 }
 
-static tlm_status parse_merges(const cJSON *list, const char *path, tok_bpe *m) {
+/* The rank of merge k: ranks[k] when the model gives "merge_ranks", else k.
+ * "merge_ranks" is tinylm's, not a `tokenizers` field: merges of equal rank
+ * apply leftmost first, which is how a SentencePiece vocabulary read from
+ * GGUF merges (by the score of the merged token, ties by position). */
+static tlm_status merge_rank(const cJSON *r, size_t k, size_t fallback, const char *path, uint32_t *rank) {
+    if (!r) { *rank = (uint32_t)fallback; return TLM_OK; }
+    if (!cJSON_IsNumber(r) || r->valuedouble < 0 || r->valuedouble >= UINT32_MAX || r->valuedouble != (double)(uint32_t)r->valuedouble)
+        return tlm_fail(TLM_EFORMAT, "%s: model.merge_ranks[%zu] must be an integer in [0, 2^32 - 1)", path, k);
+    *rank = (uint32_t)r->valuedouble;
+    return TLM_OK;
+}
+
+static tlm_status parse_merges(const cJSON *list, const cJSON *ranks, const char *path, tok_bpe *m) {
     if (!cJSON_IsArray(list)) return tlm_fail(TLM_EFORMAT, "%s: model.merges must be a list", path);
+    if (ranks && !cJSON_IsNull(ranks) && (!cJSON_IsArray(ranks) || cJSON_GetArraySize(ranks) != cJSON_GetArraySize(list)))
+        return tlm_fail(TLM_EFORMAT, "%s: model.merge_ranks must be a list as long as model.merges", path);
+    /* ranks walks along the merges: an array's items are a linked list. */
+    const cJSON *r_item = ranks && !cJSON_IsNull(ranks) ? ranks->child : NULL;
     if (tok_merges_init(&m->merges, (size_t)cJSON_GetArraySize(list)) < 0) return NOMEM(path);
     tok_buf a = {0}, b = {0}, ab = {0};
     tlm_status st = TLM_OK;
-    size_t rank = 0;
+    size_t rank = 0, k = 0;
     m->split_at_metaspace = 1;
     const cJSON *c;
-    cJSON_ArrayForEach(c, list) {
+    for (c = list->child; c; c = c->next, k++) {
+        const cJSON *given = r_item;
+        if (r_item) r_item = r_item->next;
         /* merges.txt headers survive in some converted files; tokenizers skips them. */
         if (cJSON_IsString(c) && strncmp(c->valuestring, "#version", 8) == 0) continue;
+        uint32_t r = 0;
+        if ((st = merge_rank(given, k, rank, path, &r)) != TLM_OK) break;
         if ((st = merge_parts(c, path, rank, &a, &b)) != TLM_OK) break;
         ab.n = 0;
         if (tok_buf_put(&ab, a.p, a.n) < 0 || tok_buf_put(&ab, b.p, b.n) < 0) { st = NOMEM(path); break; }
@@ -102,7 +125,7 @@ static tlm_status parse_merges(const cJSON *list, const char *path, tok_bpe *m) 
             st = tlm_fail(TLM_EFORMAT, "%s: merge %zu uses '%.*s', which is not in the vocabulary", path, rank + 1, (int)miss->n, miss->p);
             break;
         }
-        if (tok_merges_put(&m->merges, ia, ib, (uint32_t)rank, iab) < 0) { st = NOMEM(path); break; }
+        if (tok_merges_put(&m->merges, ia, ib, r, iab) < 0) { st = NOMEM(path); break; }
         if (b.n >= 3 && memcmp(b.p, METASPACE, 3) == 0 && (a.n < 3 || memcmp(a.p + a.n - 3, METASPACE, 3) != 0))
             m->split_at_metaspace = 0;
         rank++;
@@ -141,7 +164,8 @@ static tlm_status parse_bpe(const cJSON *model, const char *path, tok_bpe *m) {
         TLM_TRY(parse_id(c, path, "model.vocab", &id));
         if (tok_dict_put(&m->vocab, c->string, strlen(c->string), id) < 0) return NOMEM(path);
     }
-    TLM_TRY(parse_merges(cJSON_GetObjectItemCaseSensitive(model, "merges"), path, m));
+    TLM_TRY(parse_merges(cJSON_GetObjectItemCaseSensitive(model, "merges"),
+                         cJSON_GetObjectItemCaseSensitive(model, "merge_ranks"), path, m));
 
     const char *unk;
     TLM_TRY(tok_json_str(model, "unk_token", path, &unk));
@@ -283,60 +307,95 @@ static tlm_status config_token(const cJSON *cfg, const char *key, const char *pa
     return (*out = tok_strndup(v->valuestring, strlen(v->valuestring))) ? TLM_OK : NOMEM(path);
 }
 
-static tlm_status load_config(tlm_tok *t, const char *dir) {
+/* tokenizer_config.json's special token strings and add_bos/eos flags (cfg NULL: none). */
+static tlm_status apply_config(tlm_tok *t, const cJSON *cfg, const char *name) {
     static const char *const keys[TLM_TOK_NSPECIAL] = {
         "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
+    if (!cfg) return TLM_OK;
+    if (!cJSON_IsObject(cfg)) return tlm_fail(TLM_EFORMAT, "%s: must hold a JSON object", name);
+    for (int k = 0; k < TLM_TOK_NSPECIAL; k++) TLM_TRY(config_token(cfg, keys[k], name, &t->special[k]));
+    return tok_post_from_config(cfg, name, t);
+}
+
+/* Builds t from parsed tokenizer.json; t->path names it in messages. */
+static tlm_status load_root(tlm_tok *t, const cJSON *root) {
+    TLM_TRY(tok_unicode_init());
+    tok_bytelevel_init(&t->bl);
+    const char *path = t->path;
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!cJSON_IsObject(model)) return tlm_fail(TLM_EFORMAT, "%s: no 'model' object", path);
+    TLM_TRY(parse_bpe(model, path, &t->bpe));
+    TLM_TRY(tok_norm_parse(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path, &t->norm, &t->n_norm));
+    TLM_TRY(tok_pre_parse(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path, &t->pre, &t->n_pre));
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
+    t->has_decoder = dec && !cJSON_IsNull(dec);
+    TLM_TRY(tok_dec_parse(dec, path, &t->dec, &t->n_dec));
+    TLM_TRY(tok_post_parse(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), path, t));
+    TLM_TRY(parse_added(cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), path, t));
+    TLM_TRY(build_matchers(t, path));
+    TLM_TRY(build_id_table(t, path));
+    const char *unk = t->bpe.unk_id >= 0 ? t->id_str[t->bpe.unk_id] : NULL;
+    if (unk && !(t->special[TLM_TOK_UNK] = tok_strndup(unk, t->id_len[t->bpe.unk_id]))) return NOMEM(path);
+    return TLM_OK;
+}
+
+static tlm_status load_dir(tlm_tok *t, const char *dir) {
     size_t plen = strlen(dir) + 32;
+    if (!(t->path = malloc(plen))) return NOMEM(dir);
+    snprintf(t->path, plen, "%s/tokenizer.json", dir);
+    cJSON *root;
+    int missing;
+    TLM_TRY(parse_json(t->path, &root, &missing));
+    tlm_status st = load_root(t, root);
+    cJSON_Delete(root);
+    TLM_TRY(st);
     char *path = malloc(plen);
     if (!path) return NOMEM(dir);
     snprintf(path, plen, "%s/tokenizer_config.json", dir);
     cJSON *cfg = NULL;
-    int missing;
-    tlm_status st = parse_json(path, &cfg, &missing);
+    st = parse_json(path, &cfg, &missing);
     if (st != TLM_OK && missing) { st = TLM_OK; tlm_clear_error(); }   /* the config is optional */
-    if (st == TLM_OK && cfg && !cJSON_IsObject(cfg)) st = tlm_fail(TLM_EFORMAT, "%s: must hold a JSON object", path);
-    for (int k = 0; st == TLM_OK && cfg && k < TLM_TOK_NSPECIAL; k++) st = config_token(cfg, keys[k], path, &t->special[k]);
-    if (st == TLM_OK && cfg) st = tok_post_from_config(cfg, path, t);
+    if (st == TLM_OK) st = apply_config(t, cfg, path);
     cJSON_Delete(cfg);
     free(path);
     return st;
 }
 
-static tlm_status load(tlm_tok *t, const char *dir) {
-    TLM_TRY(tok_unicode_init());
-    tok_bytelevel_init(&t->bl);
-    size_t plen = strlen(dir) + 32;
-    if (!(t->path = malloc(plen))) return NOMEM(dir);
-    snprintf(t->path, plen, "%s/tokenizer.json", dir);
-    const char *path = t->path;
-    cJSON *root;
-    int missing;
-    TLM_TRY(parse_json(path, &root, &missing));
-    tlm_status st = TLM_OK;
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (!cJSON_IsObject(model)) st = tlm_fail(TLM_EFORMAT, "%s: no 'model' object", path);
-    if (st == TLM_OK) st = parse_bpe(model, path, &t->bpe);
-    if (st == TLM_OK) st = tok_norm_parse(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path, &t->norm, &t->n_norm);
-    if (st == TLM_OK) st = tok_pre_parse(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path, &t->pre, &t->n_pre);
-    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
-    t->has_decoder = dec && !cJSON_IsNull(dec);
-    if (st == TLM_OK) st = tok_dec_parse(dec, path, &t->dec, &t->n_dec);
-    if (st == TLM_OK) st = tok_post_parse(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), path, t);
-    if (st == TLM_OK) st = parse_added(cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), path, t);
-    if (st == TLM_OK) st = build_matchers(t, path);
-    if (st == TLM_OK) st = build_id_table(t, path);
+static tlm_status load_text(tlm_tok *t, const char *json, size_t len, const char *config, size_t config_len,
+                            const char *source) {
+    if (!(t->path = tok_strndup(source, strlen(source)))) return NOMEM(source);
+    cJSON *root, *cfg = NULL;
+    TLM_TRY(parse_text(json, len, source, &root));
+    tlm_status st = load_root(t, root);
     cJSON_Delete(root);
-    TLM_TRY(st);
-    const char *unk = t->bpe.unk_id >= 0 ? t->id_str[t->bpe.unk_id] : NULL;
-    if (unk && !(t->special[TLM_TOK_UNK] = tok_strndup(unk, t->id_len[t->bpe.unk_id]))) return NOMEM(path);
-    return load_config(t, dir);
+    if (st == TLM_OK && config) st = parse_text(config, config_len, source, &cfg);
+    if (st == TLM_OK) st = apply_config(t, cfg, source);
+    cJSON_Delete(cfg);
+    return st;
+}
+
+static tlm_tok *tok_new(void) {
+    tlm_tok *t = calloc(1, sizeof *t);
+    if (t && !(t->pool = tok_pool_new())) { free(t); t = NULL; }
+    return t;
 }
 
 tlm_status tlm_tok_load(const char *dir, tlm_tok **out) {
     *out = NULL;
-    tlm_tok *t = calloc(1, sizeof *t);
+    tlm_tok *t = tok_new();
     if (!t) return NOMEM(dir);
-    tlm_status st = (t->pool = tok_pool_new()) ? load(t, dir) : NOMEM(dir);
+    tlm_status st = load_dir(t, dir);
+    if (st != TLM_OK) { tlm_tok_free(t); return st; }
+    *out = t;
+    return TLM_OK;
+}
+
+tlm_status tlm_tok_load_json(const char *json, size_t len, const char *config, size_t config_len,
+                             const char *source, tlm_tok **out) {
+    *out = NULL;
+    tlm_tok *t = tok_new();
+    if (!t) return NOMEM(source);
+    tlm_status st = load_text(t, json, len, config, config_len, source);
     if (st != TLM_OK) { tlm_tok_free(t); return st; }
     *out = t;
     return TLM_OK;

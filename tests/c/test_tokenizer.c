@@ -6,6 +6,8 @@
  * unsupported files must fail with the right status and a message naming
  * the file; a mutation loop over that file checks that damage of any kind
  * fails cleanly or loads into a tokenizer that still encodes and decodes.
+ * The same file and a tokenizer_config.json come in as JSON text too
+ * (tlm_tok_load_json), with "merge_ranks" tying merges.
  * The real fixtures (../shared/fixtures, or $TINYLM_FIXTURES) are encoded too when present;
  * their exact ids are the pytest suite's business (against `tokenizers`). */
 #include <stdint.h>
@@ -207,6 +209,63 @@ static void test_malformed(void) {
     expect_failure("strip", "\"start\": 1", "\"start\": -1", TLM_EFORMAT, "start");
 }
 
+/* tlm_tok_load_json: the file's text and a config in memory; errors name the source. */
+static void test_from_memory(void) {
+    check_case = "tokenizer.json text";
+    size_t n;
+    char *json = full_json(&n);
+    const char config[] = "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"add_bos_token\": false}";
+    tlm_tok *t = NULL;
+    CHECK(tlm_tok_load_json(json, n, config, strlen(config), "mem.gguf", &t) == TLM_OK);
+    if (t) {
+        exercise(t, 2);
+        /* As the folder's "ab" (test_handwritten), less the BOS the config turns off. */
+        tlm_tok_ids v = {0};
+        CHECK(tlm_tok_encode(t, "ab", 2, 1, &v) == TLM_OK);
+        CHECK(v.n == 4 && v.ids[0] == 259 && v.ids[1] == 259 && v.ids[2] == 264 && v.ids[3] == 2);
+        CHECK(strcmp(tlm_tok_special_token(t, TLM_TOK_BOS), "<s>") == 0);
+        tlm_tok_ids_free(&v);
+        tlm_tok_free(t);
+    }
+    t = NULL;
+    CHECK(tlm_tok_load_json(json, n - 3, NULL, 0, "mem.gguf", &t) == TLM_EFORMAT && t == NULL);   /* "}}\n" cut */
+    CHECK(strstr(tlm_last_error(), "mem.gguf: malformed JSON") != NULL);
+    CHECK(tlm_tok_load_json(json, n, "[1]", 3, "mem.gguf", &t) == TLM_EFORMAT && t == NULL);
+    CHECK(strstr(tlm_last_error(), "mem.gguf: must hold a JSON object") != NULL);
+
+    /* Equal ranks apply leftmost first: "b c" is listed first, but ties with
+     * "a b", which is further left in "abc"; long words (the heap) alike. */
+    check_case = "merge_ranks";
+    const char *small[] = {
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, \"bc\": 4},"
+        " \"merges\": [\"b c\", \"a b\"]@}}",
+    };
+    const char *ranks[] = {"", ", \"merge_ranks\": [0, 0]", ", \"merge_ranks\": [0]", ", \"merge_ranks\": [0, -3]",
+                           ", \"merge_ranks\": 7"};
+    const char *abc = "abcabcabcabcabcabcabcabcabcabcabcabc";   /* 36 symbols: the heap */
+    for (int k = 0; k < 5; k++) {
+        char with[512];
+        const char *at = strchr(small[0], '@');
+        snprintf(with, sizeof with, "%.*s%s%s", (int)(at - small[0]), small[0], ranks[k], at + 1);
+        t = NULL;
+        tlm_status st = tlm_tok_load_json(with, strlen(with), NULL, 0, "ranks.gguf", &t);
+        if (k < 2) {
+            if (!CHECK(st == TLM_OK)) continue;
+            for (size_t len = 3; len <= 36; len += 33) {
+                tlm_tok_ids v = {0};
+                CHECK(tlm_tok_encode(t, abc, len, 0, &v) == TLM_OK && v.n == (int64_t)(2 * len / 3));
+                for (int64_t i = 0; i + 1 < v.n; i += 2)
+                    CHECK(k == 0 ? v.ids[i] == 0 && v.ids[i + 1] == 4 : v.ids[i] == 3 && v.ids[i + 1] == 2);
+                tlm_tok_ids_free(&v);
+            }
+            tlm_tok_free(t);
+        } else {
+            CHECK(st == TLM_EFORMAT && t == NULL && strstr(tlm_last_error(), "ranks.gguf: model.merge_ranks") != NULL);
+        }
+    }
+    free(json);
+}
+
 static void test_missing(void) {
     check_case = "missing tokenizer.json";
     tlm_tok *t = NULL;
@@ -269,6 +328,7 @@ int main(void) {
     if (!mkdtemp(tmpdir)) { printf("mkdtemp failed\n"); return 2; }
     test_handwritten();
     test_malformed();
+    test_from_memory();
     test_missing();
     test_mutations();
     test_fixtures();

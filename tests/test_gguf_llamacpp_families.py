@@ -21,7 +21,7 @@ CASES = {
     "llama_gqa": ("llama_gqa", {}),
     "llama3_rope_bias": ("llama3_rope_bias", {}),
     "qwen2_bias": ("qwen2_bias", {}),
-    "qwen3_qk_norm": ("qwen3_qk_norm", {}),
+    "qwen3_qk_norm": ("qwen3_qk_norm", {"attention_bias": False}),  # llama.cpp's qwen3 has no q/k/v/o biases
     "gemma_mqa": ("gemma_mqa", {}),
     "gemma2_scaled": ("gemma2_softcap", {"query_pre_attn_scalar": 24}),
     "gemma3_layer_rope": ("gemma3_layer_rope", {"attn_logit_softcapping": None, "query_pre_attn_scalar": 20}),

@@ -35,10 +35,18 @@ class Tokenizer:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "Tokenizer":
-        """Loads path/tokenizer.json. An unsupported model, normalizer,
-        pre-tokenizer, decoder or post-processor raises UnsupportedError,
-        malformed JSON FormatError, a missing tokenizer.json OSError."""
+        """Loads path/tokenizer.json, or a .gguf file's tokenizer (its
+        tokenizer.ggml.* keys, with llama.cpp's semantics: docs/gguf.md). An
+        unsupported model, normalizer, pre-tokenizer, decoder or
+        post-processor raises UnsupportedError, malformed JSON or metadata
+        FormatError, a missing tokenizer.json OSError."""
         path = os.fspath(path)
+        if os.path.isfile(path):
+            # tinylm.gguf.tokenizer builds on this class: imported when a file asks for it
+            from tinylm.gguf.file import GGUFFile
+            from tinylm.gguf.tokenizer import tokenizer_from_metadata
+            with GGUFFile(path) as f:
+                return tokenizer_from_metadata(f.metadata, path)
         return cls(_core.Tokenizer(path), path, *load_chat_template(path))
 
     # -------------------------------------------------------------- encoding

@@ -57,9 +57,9 @@ DISTILL_DEFAULTS = dict(
 def load_base(cfg: dict):
     """(model, tokenizer, folder) for cfg["model"] (the demo model when None)
     with cfg["quant"]."""
-    folder = cfg["model"] or DEMO_MODEL
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder}: no such model folder")
+    folder = cfg["model"] or DEMO_MODEL  # a model folder or a .gguf file
+    if not os.path.exists(folder):
+        raise FileNotFoundError(f"{folder}: no such model folder or file")
     return tinylm.Model.from_pretrained(folder, quant=cfg["quant"]), tinylm.Tokenizer.from_pretrained(folder), folder
 
 
@@ -74,8 +74,8 @@ def load_teacher(section: dict | None):
             raise ValueError("teacher: give a model folder (online) or a cache (offline), not both")
         return TeacherCache(section["cache"]), None
     folder = section["model"]
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder}: no such teacher model folder")
+    if not os.path.exists(folder):
+        raise FileNotFoundError(f"{folder}: no such teacher model folder or file")
     teacher = tinylm.Model.from_pretrained(folder, quant=section.get("quant"))
     if section.get("adapter"):
         teacher.load_adapter(section["adapter"])

@@ -61,10 +61,13 @@ def _sha256(path: str) -> str:
 
 
 def folder_identity(path: str | None) -> dict | None:
-    """{"path", "files": {name: sha256}} of a model or adapter folder's files."""
+    """{"path", "files": {name: sha256}} of a model or adapter folder's files
+    (or of one model file, a .gguf)."""
     if path is None:
         return None
     path = os.path.abspath(path)
+    if os.path.isfile(path):
+        return {"path": path, "files": {os.path.basename(path): _sha256(path)}}
     files = sorted(f for f in os.listdir(path) if not f.startswith(".") and os.path.isfile(os.path.join(path, f)))
     return {"path": path, "files": {f: _sha256(os.path.join(path, f)) for f in files}}
 

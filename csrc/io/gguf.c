@@ -18,16 +18,12 @@
  * does), so files edited in place by other tools still load.
  */
 #include "core/internal.h"
-#include "io/atomic_file.h"
+#include "io/mapped_file.h"
 #include "io/gguf_format.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 typedef struct {
     char *key;               /* NUL-terminated copy */
@@ -330,29 +326,10 @@ static tlm_status check_layout(tlm_gguf_file *f) {
 /* ------------------------------------------------------------ open */
 
 static tlm_status map_file(tlm_gguf_file *f) {
-    char err[128];
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tlm_fail(TLM_EIO, "%s: cannot open: %s", f->path, tlm_errno_text(errno, err, sizeof err));
-    struct stat sb;
-    tlm_status st = TLM_OK;
-    if (fstat(fd, &sb) != 0)
-        st = tlm_fail(TLM_EIO, "%s: cannot stat: %s", f->path, tlm_errno_text(errno, err, sizeof err));
-    else if (!S_ISREG(sb.st_mode))
-        st = tlm_fail(TLM_EIO, "%s: not a regular file", f->path);
-    else if (sb.st_size < 24)
-        st = tlm_fail(TLM_EFORMAT, "%s: file is %lld bytes, too short for a GGUF header (24)", f->path,
-                      (long long)sb.st_size);
-    if (st == TLM_OK) {
-        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED)
-            st = tlm_fail(TLM_EIO, "%s: cannot map: %s", f->path, tlm_errno_text(errno, err, sizeof err));
-        else {
-            f->map = p;
-            f->map_size = (size_t)sb.st_size;
-        }
-    }
-    close(fd); /* the mapping keeps the file alive */
-    return st;
+    unsigned char *map = NULL;
+    TLM_TRY(tlm_map_file(f->path, 24, "for a GGUF header (24)", &map, &f->map_size));
+    f->map = map;
+    return TLM_OK;
 }
 
 static tlm_status read_header(cursor *c, tlm_gguf_file *f, uint64_t *n_tensors, uint64_t *n_kv) {

@@ -9,15 +9,12 @@
  */
 #include "core/internal.h"
 #include "io/atomic_file.h"
+#include "io/mapped_file.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define HEADER_LEN_BYTES 8
 #define MAX_HEADER_BYTES 100000000ull   /* the reference reader's cap */
@@ -80,29 +77,7 @@ static const char *first_duplicate(const char **strs, int64_t n) {
 /* ------------------------------------------------------------- reader */
 
 static tlm_status map_file(tlm_st_file *f) {
-    char err[128];
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tlm_fail(TLM_EIO, "%s: cannot open: %s", f->path, tlm_errno_text(errno, err, sizeof err));
-    struct stat sb;
-    tlm_status st = TLM_OK;
-    if (fstat(fd, &sb) != 0)
-        st = tlm_fail(TLM_EIO, "%s: cannot stat: %s", f->path, tlm_errno_text(errno, err, sizeof err));
-    else if (!S_ISREG(sb.st_mode))
-        st = tlm_fail(TLM_EIO, "%s: not a regular file", f->path);
-    else if ((uint64_t)sb.st_size < HEADER_LEN_BYTES)
-        st = tlm_fail(TLM_EFORMAT, "%s: file is %lld bytes, too short to hold the 8-byte header length",
-                      f->path, (long long)sb.st_size);
-    if (st == TLM_OK) {
-        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED)
-            st = tlm_fail(TLM_EIO, "%s: cannot map: %s", f->path, tlm_errno_text(errno, err, sizeof err));
-        else {
-            f->map = p;
-            f->map_size = (size_t)sb.st_size;
-        }
-    }
-    close(fd); /* the mapping keeps the file alive */
-    return st;
+    return tlm_map_file(f->path, HEADER_LEN_BYTES, "to hold the 8-byte header length", &f->map, &f->map_size);
 }
 
 /* cJSON accepts text that JSON (and the reference reader) does not: invalid

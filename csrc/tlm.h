@@ -270,6 +270,24 @@ typedef struct {
     tlm_weight_storage weights;  /* how projection weights are stored */
 } tlm_config;
 
+/* A fake quantizer for QAT (functions: "fake quantization" below). */
+typedef enum {
+    TLM_FQ_NONE = 0,
+    TLM_FQ_GGML = 1,       /* a ggml block type: the values save_gguf writes and llama.cpp reads, bit for bit */
+    TLM_FQ_INT4_ASYM = 2,  /* torchao QATConfig(Int4WeightOnlyConfig(group_size)): per-group min/max uint4,
+                              its gradient through the group's min and max included */
+    TLM_FQ_INTX_SYM = 3,   /* torchao IntxFakeQuantizeConfig(int<bits>, group_size), symmetric, scale detached */
+} tlm_fq_kind;
+
+typedef struct {
+    tlm_fq_kind kind;
+    int ggml_type;         /* TLM_FQ_GGML: a type tlm_ggml_quantize implements */
+    int64_t group_size;    /* INT4_ASYM, INTX_SYM: values per scale along a row (divides the row) */
+    int bits;              /* INTX_SYM: 2..8 */
+    int act_int8;          /* also the projection's input, int8 asymmetric per token, dynamic (torchao's
+                              Int8DynamicActivationIntxWeightConfig: "8da4w" with bits 4) */
+} tlm_fake_quant;
+
 typedef struct tlm_model tlm_model;
 
 typedef struct {
@@ -308,6 +326,13 @@ tlm_status tlm_model_get_weight(tlm_model *m, int64_t i, float *dst);
 tlm_status tlm_model_set_weight_blocks(tlm_model *m, int64_t i, int type, const void *blocks, uint64_t nbytes);
 /* The blocks of such a weight (into the model; valid until it changes). */
 tlm_status tlm_model_weight_blocks(tlm_model *m, int64_t i, const void **blocks, uint64_t *nbytes);
+/* Trains projection weight i through a fake quantizer (see "fake
+ * quantization" below; NULL or TLM_FQ_NONE removes it): forward, generation
+ * and backward read FQ(W), or FQ(W + s B A) for a projection the active
+ * adapter adapts. The weight must be held in f32. */
+tlm_status tlm_model_set_fake_quant(tlm_model *m, int64_t i, const tlm_fake_quant *fq);
+/* Skips every fake quantizer (on = 0, QAT's warm-up steps) or applies them again (1, the default). */
+void tlm_model_enable_fake_quant(tlm_model *m, int on);
 /* Bytes held by parameter i as stored. */
 size_t tlm_model_param_bytes(const tlm_model *m, int64_t i);
 tlm_status tlm_model_set_decay(tlm_model *m, int64_t i, int decay);
@@ -387,6 +412,28 @@ tlm_status tlm_adamw_step(tlm_model *m, const tlm_adamw_hparams *hp, int64_t ste
  * by min(1, max_norm / (norm + 1e-6)) as torch.nn.utils.clip_grad_norm_. */
 tlm_status tlm_clip_grad_norm(tlm_model *m, float max_norm, float *norm);
 
+/* ------------------------------------------- fake quantization (QAT) */
+/* A weight trained for the quantizer it will ship with: the forward uses
+ * the values that quantizer produces, the backward passes the gradient
+ * straight through (zero where its range clamp cut a value's code, as
+ * torchao). Per projection weight, set with tlm_model_set_fake_quant. */
+
+/* Whether fq is a scheme tinylm implements for rows of `cols` values. */
+tlm_status tlm_fake_quant_check(const tlm_fake_quant *fq, int64_t cols);
+/* w_hat [rows, cols] = FQ(w) (w_hat may be w); clip [rows * cols] (or NULL)
+ * 1 where the gradient stops. The activation part (act_int8) is separate. */
+tlm_status tlm_fake_quantize(const tlm_fake_quant *fq, const float *w, int64_t rows, int64_t cols, float *w_hat,
+                             uint8_t *clip);
+/* gw = d sum(gy * FQ(w)) / dw, with clip from tlm_fake_quantize of the same
+ * w (gw may be gy). */
+tlm_status tlm_fake_quantize_backward(const tlm_fake_quant *fq, const float *w, const uint8_t *clip,
+                                      const float *gy, int64_t rows, int64_t cols, float *gw);
+/* torchao's int8 per-token activations: x_hat [N, in] (may be x), clip as above;
+ * backward: gx = beta * gx + the straight-through gradient of gy (gx may be gy when beta is 0). */
+void tlm_fq_act_forward(const float *x, int64_t N, int64_t in, float *x_hat, uint8_t *clip);
+void tlm_fq_act_backward(const float *x, const uint8_t *clip, const float *gy, int64_t N, int64_t in, float *gx,
+                         float beta);
+
 /* --------------------------------------------------------- quantization */
 /* bitsandbytes-compatible kernels, exposed so tests can compare them with
  * bitsandbytes itself. NF4: blocks of 64, packed [(n+1)/2] with the even
@@ -444,6 +491,12 @@ tlm_status tlm_ggml_dequantize(int type, const void *src, int64_t n, float *dst)
  * its own, so rows only set the size. F16 and BF16 round to nearest even,
  * NaN to a quiet NaN as ggml does. */
 tlm_status tlm_ggml_quantize(int type, const float *src, int64_t rows, int64_t n_per_row, void *dst);
+/* Fake quantization to a ggml type: dst = dequantize(quantize(src)), the
+ * values a file of that type holds, bit for bit (dst may be src); clip (NULL
+ * or [rows * n_per_row]) gets 1 where the type's range clamp cut a value's
+ * code (QAT's straight-through gradient is zero there), else 0. */
+tlm_status tlm_ggml_fake_quantize(int type, const float *src, int64_t rows, int64_t n_per_row, float *dst,
+                                  uint8_t *clip);
 
 /* ------------------------------------------------------------------ LoRA */
 

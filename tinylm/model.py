@@ -24,9 +24,10 @@ from tinylm.errors import FormatError
 from tinylm.generate import GenerationMixin
 from tinylm.gguf import file as gguf_file
 from tinylm.gguf import load as gguf_load
+from tinylm.quant.qat_model import FakeQuantMixin
 
 
-class Model(AdapterMixin, GenerationMixin):
+class Model(AdapterMixin, GenerationMixin, FakeQuantMixin):
     """A causal language model of any family in tinylm.families (Llama,
     Qwen2/3, Gemma 1/2/3, Phi-2, Phi-3, StableLM, SmolLM3).
 
@@ -53,6 +54,7 @@ class Model(AdapterMixin, GenerationMixin):
             raise FormatError(f"{source}: {exc}") from None
         self._refresh_table()
         self._init_adapters()
+        self._init_fake_quant()
         self.last_num_tokens = 0  # labels counted by the last loss()
         self.last_loss_terms = None  # {"ce", "kd"} means of the last distillation loss()
         # loaded from a GGUF file: its path, each tensor's ggml type and general.file_type (tinylm.gguf.load)

@@ -22,6 +22,7 @@ static void *take(bump *b, size_t bytes) {
 
 #define TAKE_F(b, n) ((float *)take((b), (size_t)(n) * sizeof(float)))
 #define TAKE_I(b, n) ((int32_t *)take((b), (size_t)(n) * sizeof(int32_t)))
+#define TAKE_U8(b, n) ((uint8_t *)take((b), (size_t)(n)))
 
 /* Arrays of per-layer pointers live in the arena too. */
 static float **take_layer_ptrs(bump *b, int64_t count) { return (float **)take(b, (size_t)count * sizeof(float *)); }
@@ -70,11 +71,26 @@ static void layout_lora(tlm_model *m, tlm_arena *a, bump *b) {
 static void layout_quant(tlm_model *m, tlm_arena *a, bump *b) {
     a->qtile = a->qblocks = NULL;
     a->qtile_rows = 0;
-    if (m->cfg.weights == TLM_WEIGHTS_F32) return;
-    int64_t max_in = m->projs.max_in, max_elems = m->projs.max_elems;
+    a->fake_quant = tlm_fake_quant_needs(m);
+    a->fq_src = a->fq_grad = a->fq_x = a->fq_dx = NULL;
+    a->fq_clip = a->fq_xclip = NULL;
+    if (m->cfg.weights == TLM_WEIGHTS_F32 && !a->fake_quant) return;
+    int64_t N = a->B * a->T, max_in = m->projs.max_in, max_elems = m->projs.max_elems;
     a->qtile_rows = tlm_max_i64(64, ((int64_t)1 << 18) / max_in);
     a->qtile = TAKE_F(b, a->qtile_rows * max_in);
     a->qblocks = TAKE_F(b, max_elems / 64 + 2);
+    /* Fake quantization: a tile of merged rows, its clip mask and (training)
+     * its gradient; for torchao's 8da4w also the fake-quantized input. */
+    if (a->fake_quant & TLM_FQ_WEIGHTS) {
+        a->fq_src = TAKE_F(b, a->qtile_rows * max_in);
+        a->fq_clip = TAKE_U8(b, a->qtile_rows * max_in);
+        if (a->train) a->fq_grad = TAKE_F(b, a->qtile_rows * max_in);
+    }
+    if (a->fake_quant & TLM_FQ_ACTS) {
+        a->fq_x = TAKE_F(b, N * max_in);
+        a->fq_xclip = TAKE_U8(b, N * max_in);
+        if (a->train) a->fq_dx = TAKE_F(b, N * max_in);
+    }
 }
 
 /* A per-layer tensor that only some configs have: NULL pointers otherwise. */
@@ -190,8 +206,14 @@ tlm_status tlm_arena_plan(tlm_model *m, int64_t B, int64_t T, int train) {
     int nthreads = omp_get_max_threads();
     const tlm_lora *lora = tlm_active_lora(m);
     int checkpointing = train && m->checkpointing;
+    if (lora && lora->dropout > 0.0f && m->n_fake_quant)
+        return tlm_fail(TLM_EUNSUPPORTED,
+                        "LoRA dropout (%g) with fake quantization: QAT fake-quantizes the merged weight W + s B A, "
+                        "which leaves no separate low-rank path to drop out; use lora dropout 0",
+                        (double)lora->dropout);
     if (m->arena_block && a->B == B && a->T == T && a->train == train && a->nthreads == nthreads &&
-        a->lora_active == (lora ? m->active : -1) && a->checkpointing == checkpointing)
+        a->lora_active == (lora ? m->active : -1) && a->checkpointing == checkpointing &&
+        a->fake_quant == tlm_fake_quant_needs(m))
         return TLM_OK;
     tlm_arena next = {.B = B, .T = T, .train = train, .checkpointing = checkpointing, .nthreads = nthreads};
     bump measure = {NULL, 0};

@@ -17,6 +17,7 @@ typedef struct {
     int64_t numel;
     float *data;          /* [shape] f32; in param_block for the base, an adapter's block for LoRA */
     tlm_qweight *qw;      /* set instead of data for a quantized projection weight */
+    tlm_fake_quant fq;    /* a float projection weight trained through this quantizer (kind NONE: not) */
     int64_t grad_offset;  /* into grad_block and the AdamW moment blocks; -1 while frozen */
     int trainable, decay;
     int group;            /* slots of one per-head norm: consecutive, trained together (count in the first); 1 otherwise */
@@ -46,6 +47,13 @@ typedef struct {
     float *qtile;                          /* [qtile_rows, maxIn] dequantized rows of a quantized weight */
     float *qblocks;                        /* [max NF4 blocks of a weight] their absmax, dequantized */
     int64_t qtile_rows;
+    int fake_quant;                        /* planned for: 0 none, TLM_FQ_WEIGHTS, | TLM_FQ_ACTS */
+    float *fq_src;                         /* [qtile_rows, maxIn] merged rows W + s B A before fake quantization */
+    uint8_t *fq_clip;                      /* [qtile_rows * maxIn] where the tile's gradient stops */
+    float *fq_grad;                        /* [qtile_rows, maxIn] the tile's weight gradient (train only) */
+    float *fq_x;                           /* [N, maxIn] a projection's fake-quantized input (TLM_FQ_ACTS) */
+    uint8_t *fq_xclip;                     /* [N * maxIn] where its gradient stops */
+    float *fq_dx;                          /* [N, maxIn] the gradient wrt that input (train only) */
     float *cos_t[2], *sin_t[2];            /* [N, R/2] per rope kind (full, sliding layers) */
     /* saved per layer (arrays of L pointers; L+1 for xs) */
     float **xs;                            /* [N,D] residual stream entering layer l; xs[L] leaves the last */
@@ -108,6 +116,8 @@ struct tlm_model {
     float *head_pending, *head_b_pending;  /* [V,D], [V] d(sum NLL)/d(LM head), from loss() */
     int64_t grad_numel;
     int64_t blocks_pending;                /* TLM_WEIGHTS_GGUF projections whose blocks are not set yet */
+    int64_t n_fake_quant, n_fake_quant_acts; /* projection weights with a fake quantizer; those with act_int8 */
+    int fake_quant_off;                    /* set: the fake quantizers are skipped (QAT warm-up) */
     int grads_planned;                     /* grad_block matches the trainable set */
     float *inv_freq[2][2];                 /* [rope kind][short, long] -> [R/2] */
     tlm_arena arena;
@@ -128,6 +138,13 @@ struct tlm_model {
     int64_t n_valid;
     float last_loss;
 };
+
+/* What the arena needs for fake quantization (tlm_arena.fake_quant). */
+#define TLM_FQ_WEIGHTS 1
+#define TLM_FQ_ACTS 2
+static inline int tlm_fake_quant_needs(const struct tlm_model *m) {
+    return (m->n_fake_quant ? TLM_FQ_WEIGHTS : 0) | (m->n_fake_quant_acts ? TLM_FQ_ACTS : 0);
+}
 
 static inline float *tlm_pdata(tlm_model *m, int idx) { return idx < 0 ? NULL : m->params[idx].data; }
 static inline float *tlm_pgrad(tlm_model *m, int idx) {

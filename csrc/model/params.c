@@ -291,6 +291,47 @@ tlm_status tlm_model_weight_blocks(tlm_model *m, int64_t i, const void **blocks,
     return TLM_OK;
 }
 
+/* The projection (layer and index into m->projs) whose weight is slot i; -1 if none is. */
+static int proj_of(const tlm_model *m, int64_t i, int64_t *layer) {
+    for (int64_t l = 0; l < m->cfg.n_layers; l++)
+        for (int p = 0; p < m->projs.n; p++)
+            if (m->layer_params[l][TLM_ROLE_PROJ_W(m->projs.role[p])] == i) {
+                *layer = l;
+                return p;
+            }
+    return -1;
+}
+
+tlm_status tlm_model_set_fake_quant(tlm_model *m, int64_t i, const tlm_fake_quant *fq) {
+    if (i < 0 || i >= m->n_params) return tlm_fail(TLM_EINVAL, "parameter index %lld out of range", (long long)i);
+    tlm_param_slot *p = &m->params[i];
+    int64_t layer;
+    if (proj_of(m, i, &layer) < 0)
+        return tlm_fail(TLM_EINVAL, "%s is not a projection weight: fake quantization applies to the decoder's linear "
+                        "layers", p->name);
+    int on = fq && fq->kind != TLM_FQ_NONE;
+    if (on) {
+        if (p->qw)
+            return tlm_fail(TLM_EUNSUPPORTED, "%s is stored quantized; fake quantization trains a float weight "
+                            "(load the model without quant= for QAT)", p->name);
+        tlm_status st = tlm_fake_quant_check(fq, p->shape[1]);
+        if (st != TLM_OK) return tlm_fail_context(st, "%s", p->name);
+    }
+    m->n_fake_quant += on - (p->fq.kind != TLM_FQ_NONE);
+    m->n_fake_quant_acts += (on && fq->act_int8) - (p->fq.kind != TLM_FQ_NONE && p->fq.act_int8);
+    if (on)
+        p->fq = *fq;
+    else
+        memset(&p->fq, 0, sizeof p->fq);
+    m->have_loss = 0;
+    return TLM_OK;
+}
+
+void tlm_model_enable_fake_quant(tlm_model *m, int on) {
+    m->fake_quant_off = !on;
+    m->have_loss = 0;
+}
+
 tlm_status tlm_model_get_weight(tlm_model *m, int64_t i, float *dst) {
     if (i < 0 || i >= m->n_params) return tlm_fail(TLM_EINVAL, "parameter index %lld out of range", (long long)i);
     tlm_param_slot *p = &m->params[i];

@@ -25,6 +25,11 @@ void tlm_gemm_dyw(float *dx, float beta, const float *dy, int64_t ldy, const flo
                 (blasint)ldy, W, (blasint)In, beta, dx, (blasint)In);
 }
 
+void tlm_gemm_dytx(float *dW, const float *dy, int64_t ldy, const float *x, int64_t N, int64_t In, int64_t rows) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)rows, (blasint)In, (blasint)N, 1.0f, dy,
+                (blasint)ldy, x, (blasint)In, 0.0f, dW, (blasint)In);
+}
+
 void tlm_add_bias(float *y, const float *b, int64_t N, int64_t Out) {
     #pragma omp parallel for schedule(static) if (N * Out > 16384)
     for (int64_t n = 0; n < N; n++)

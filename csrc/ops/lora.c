@@ -57,7 +57,35 @@ void tlm_lora_backward(float *dx, float dx_beta, float *dA, float *dB, const flo
     if (dx) gemm_split(SPLIT_M, CblasNoTrans, CblasNoTrans, N, In, R, scale, t, R, A, In, dx_beta, dx, In);
 }
 
-/* W [Out,In] += scale * B [Out,R] A [R,In] */
+/* Columns per pass of merge_rows: a [R, MERGE_COLS] panel of A stays in cache. */
+#define MERGE_COLS 512
+
+/* Each element is W + scale * (sum over r in order of B A), whatever the
+ * tile of rows or thread count, so the rows fake quantization sees during
+ * training are the rows of the merged weight save_gguf quantizes. */
+void tlm_lora_merge_rows(float *out, const float *W, const float *A, const float *B, float scale, int64_t rows,
+                         int64_t In, int64_t R) {
+    #pragma omp parallel for schedule(static) if (rows * In * R > 65536)
+    for (int64_t o = 0; o < rows; o++) {
+        float acc[MERGE_COLS];
+        for (int64_t i0 = 0; i0 < In; i0 += MERGE_COLS) {
+            int64_t n = In - i0 < MERGE_COLS ? In - i0 : MERGE_COLS;
+            for (int64_t i = 0; i < n; i++) acc[i] = 0.0f;
+            for (int64_t r = 0; r < R; r++) {
+                const float b = B[o * R + r], *a = A + r * In + i0;
+                for (int64_t i = 0; i < n; i++) acc[i] += b * a[i];
+            }
+            for (int64_t i = 0; i < n; i++) out[o * In + i0 + i] = W[o * In + i0 + i] + scale * acc[i];
+        }
+    }
+}
+
 void tlm_lora_merge_weight(float *W, const float *A, const float *B, float scale, int64_t Out, int64_t In, int64_t R) {
-    gemm_split(SPLIT_M, CblasNoTrans, CblasNoTrans, Out, In, R, scale, B, R, A, In, 1.0f, W, In);
+    tlm_lora_merge_rows(W, W, A, B, scale, Out, In, R);
+}
+
+void tlm_lora_merged_grads(float *dA, float *dB, const float *dM, const float *A, const float *B, float scale,
+                           int64_t rows, int64_t In, int64_t R) {
+    if (dB) gemm_split(SPLIT_M, CblasNoTrans, CblasTrans, rows, R, In, scale, dM, In, A, In, 1.0f, dB, R);
+    if (dA) gemm_split(SPLIT_N, CblasTrans, CblasNoTrans, R, In, rows, scale, B, R, dM, In, 1.0f, dA, In);
 }

@@ -74,6 +74,8 @@ void tlm_linear_backward(float *dx /*[N,In]*/, float beta, float *dW /*[Out,In]*
 void tlm_gemm_xwt(float *y, int64_t ldy, const float *x, const float *W, int64_t N, int64_t In, int64_t rows);
 void tlm_gemm_dyw(float *dx, float beta, const float *dy, int64_t ldy, const float *W, int64_t N, int64_t In,
                   int64_t rows);
+/* dW [rows,In] = dy[:, :rows]^T (ld ldy) x: a tile's weight gradient. */
+void tlm_gemm_dytx(float *dW, const float *dy, int64_t ldy, const float *x, int64_t N, int64_t In, int64_t rows);
 void tlm_add_bias(float *y, const float *b, int64_t N, int64_t Out);
 
 /* ---- MLP activation. Gated (u given): m = act(g) * u (SwiGLU with silu,
@@ -148,6 +150,14 @@ void tlm_lora_backward(float *dx, float dx_beta, float *dA, float *dB, const flo
 
 /* W [Out,In] += scale * B A (merging; a negative scale unmerges) */
 void tlm_lora_merge_weight(float *W, const float *A, const float *B, float scale, int64_t Out, int64_t In, int64_t R);
+/* out [rows,In] = W [rows,In] + scale * B [rows,R] A (out may be W): the
+ * merged weight's rows, the same bits whichever rows are asked for. */
+void tlm_lora_merge_rows(float *out, const float *W, const float *A, const float *B, float scale, int64_t rows,
+                         int64_t In, int64_t R);
+/* Given dM [rows,In], the gradient of those merged rows: dB [rows,R] +=
+ * scale dM A^T; dA += scale B^T dM (either may be NULL). */
+void tlm_lora_merged_grads(float *dA, float *dB, const float *dM, const float *A, const float *B, float scale,
+                           int64_t rows, int64_t In, int64_t R);
 
 /* ---- inverted dropout with a mask derived from (seed, key, index) */
 void tlm_dropout_forward(float *out, const float *x, int64_t n, float p, uint64_t seed, uint64_t key);

@@ -46,6 +46,10 @@ void tlm_py_model_release(PyObject *obj);
  * given, plus "rope" and "layer_flags"); -1 with a TypeError or ValueError set. */
 int tlm_py_config_from_dict(PyObject *d, tlm_config *c);
 
+/* Fills fq from the tuple (kind, ggml_type, group_size, bits, act_int8)
+ * (py_fake_quant.c); -1 with a TypeError set. */
+int tlm_py_fake_quant_from_tuple(PyObject *o, tlm_fake_quant *fq);
+
 /* Subsystem registration, one per binding file. */
 int tlm_py_init_common(PyObject *module);
 int tlm_py_init_safetensors(PyObject *module);
@@ -59,5 +63,6 @@ int tlm_py_init_generate(PyObject *module);
 int tlm_py_init_ops(PyObject *module);
 int tlm_py_init_distill(PyObject *module);
 int tlm_py_init_ggml(PyObject *module);
+int tlm_py_init_fake_quant(PyObject *module);
 
 #endif

@@ -62,7 +62,7 @@ PyMODINIT_FUNC TLM_CAT(PyInit_, TLM_MODULE)(void) {
     if (tlm_py_init_common(m) < 0 || tlm_py_init_safetensors(m) < 0 || tlm_py_init_gguf(m) < 0 ||
         tlm_py_init_ggml(m) < 0 || tlm_py_init_model(m) < 0 || tlm_py_init_data(m) < 0 || tlm_py_init_topk(m) < 0 ||
         tlm_py_init_quant(m) < 0 || tlm_py_init_tokenizer(m) < 0 || tlm_py_init_generate(m) < 0 ||
-        tlm_py_init_ops(m) < 0 || tlm_py_init_distill(m) < 0) {
+        tlm_py_init_ops(m) < 0 || tlm_py_init_distill(m) < 0 || tlm_py_init_fake_quant(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -179,6 +179,27 @@ static PyObject *model_set_decay(ModelObject *self, PyObject *args) {
     return model_set_flag(self, args, tlm_model_set_decay);
 }
 
+/* set_fake_quant(i, scheme or None) */
+static PyObject *model_set_fake_quant(ModelObject *self, PyObject *args) {
+    Py_ssize_t i;
+    PyObject *scheme;
+    if (!PyArg_ParseTuple(args, "nO", &i, &scheme)) return NULL;
+    CHECK_IDLE(self);
+    tlm_fake_quant fq = {0};
+    if (scheme != Py_None && tlm_py_fake_quant_from_tuple(scheme, &fq) < 0) return NULL;
+    tlm_status st = tlm_model_set_fake_quant(self->model, i, scheme == Py_None ? NULL : &fq);
+    if (st != TLM_OK) return tlm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_enable_fake_quant(ModelObject *self, PyObject *arg) {
+    CHECK_IDLE(self);
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    tlm_model_enable_fake_quant(self->model, on);
+    Py_RETURN_NONE;
+}
+
 /* Optional [B,T] int32 buffer argument; Py_None gives NULL. */
 static int optional_ids(PyObject *obj, Py_ssize_t n, const char *what, Py_buffer *view, const int32_t **out) {
     *out = NULL;
@@ -492,6 +513,10 @@ static PyMethodDef model_methods[] = {
     {"adam_state", (PyCFunction)model_adam_state, METH_O, "(m, v) views of parameter i's AdamW moments, or None."},
     {"set_trainable", (PyCFunction)model_set_trainable, METH_VARARGS, "set_trainable(i, flag)"},
     {"set_decay", (PyCFunction)model_set_decay, METH_VARARGS, "set_decay(i, flag)"},
+    {"set_fake_quant", (PyCFunction)model_set_fake_quant, METH_VARARGS,
+     "set_fake_quant(i, scheme): train projection weight i through a fake quantizer (scheme None: off)"},
+    {"enable_fake_quant", (PyCFunction)model_enable_fake_quant, METH_O,
+     "enable_fake_quant(on): apply (True) or skip (False) every fake quantizer"},
     {"forward", (PyCFunction)model_forward, METH_VARARGS, "forward(ids, mask, pos, B, T, logits_out)"},
     {"loss", (PyCFunction)model_loss, METH_VARARGS, "loss(ids, labels, mask, pos, B, T) -> (loss, n_tokens)"},
     {"loss_distill", (PyCFunction)model_loss_distill, METH_VARARGS,

@@ -7,19 +7,24 @@
 #include "quant/ggml_blocks.h"
 
 typedef void (*dequant_fn)(const void *src, int64_t nb, float *dst);
-typedef void (*quant_fn)(const float *src, int64_t nb, void *dst);
+typedef void (*quant_fn)(const float *src, int64_t nb, void *dst, uint8_t *clip);
 
 static void dequant_f32(const void *src, int64_t n, float *dst) { memcpy(dst, src, (size_t)n * 4); }
-static void quant_f32(const float *src, int64_t n, void *dst) { memcpy(dst, src, (size_t)n * 4); }
+/* The float types round (or copy) without a range clamp: nothing clips. */
+static void quant_f32(const float *src, int64_t n, void *dst, uint8_t *clip) {
+    memcpy(dst, src, (size_t)n * 4);
+    if (clip) memset(clip, 0, (size_t)n);
+}
 
 static void dequant_f16(const void *src, int64_t n, float *dst) {
     const uint16_t *h = src;
     for (int64_t i = 0; i < n; i++) dst[i] = gg_f16_to_f32(h[i]);
 }
 
-static void quant_f16(const float *src, int64_t n, void *dst) {
+static void quant_f16(const float *src, int64_t n, void *dst, uint8_t *clip) {
     uint16_t *h = dst;
     for (int64_t i = 0; i < n; i++) h[i] = gg_f32_to_f16(src[i]);
+    if (clip) memset(clip, 0, (size_t)n);
 }
 
 static void dequant_bf16(const void *src, int64_t n, float *dst) {
@@ -27,9 +32,10 @@ static void dequant_bf16(const void *src, int64_t n, float *dst) {
     for (int64_t i = 0; i < n; i++) dst[i] = gg_bf16_to_f32(h[i]);
 }
 
-static void quant_bf16(const float *src, int64_t n, void *dst) {
+static void quant_bf16(const float *src, int64_t n, void *dst, uint8_t *clip) {
     uint16_t *h = dst;
     for (int64_t i = 0; i < n; i++) h[i] = gg_f32_to_bf16(src[i]);
+    if (clip) memset(clip, 0, (size_t)n);
 }
 
 /* Every type of ggml.h; a NULL codec is one tinylm does not implement (its
@@ -105,7 +111,7 @@ tlm_status tlm_ggml_dequantize(int type, const void *src, int64_t n, float *dst)
     return TLM_OK;
 }
 
-tlm_status tlm_ggml_quantize(int type, const float *src, int64_t rows, int64_t n_per_row, void *dst) {
+static tlm_status check_quantize(int type, int64_t rows, int64_t n_per_row) {
     int64_t row_bytes;
     TLM_TRY(tlm_ggml_row_bytes(type, n_per_row, &row_bytes));
     if (rows < 0) return tlm_fail(TLM_EINVAL, "quantize to ggml type %s: %lld rows", TYPES[type].name, (long long)rows);
@@ -114,13 +120,38 @@ tlm_status tlm_ggml_quantize(int type, const float *src, int64_t rows, int64_t n
     if (rows && (n_per_row > INT64_MAX / rows || row_bytes > INT64_MAX / rows))
         return tlm_fail(TLM_EINVAL, "quantize to ggml type %s: %lld x %lld values is too many", TYPES[type].name,
                         (long long)rows, (long long)n_per_row);
-    /* Without an importance matrix no block depends on another (not even on
-     * its row), so the blocks of all rows split into chunks freely. */
+    return TLM_OK;
+}
+
+/* Without an importance matrix no block depends on another (not even on its
+ * row), so the blocks of all rows split into chunks freely: CHUNK_VALUES per
+ * chunk, 16 blocks of a K type. */
+#define CHUNK_VALUES 4096
+
+tlm_status tlm_ggml_quantize(int type, const float *src, int64_t rows, int64_t n_per_row, void *dst) {
+    TLM_TRY(check_quantize(type, rows, n_per_row));
     const int64_t elems = TYPES[type].elems, bytes = TYPES[type].bytes, nb = rows * n_per_row / elems;
-    const int64_t chunk = 4096 / elems; /* values per chunk ~4096: 16 blocks of a K type */
+    const int64_t chunk = CHUNK_VALUES / elems;
     const quant_fn quant = TYPES[type].quant;
     #pragma omp parallel for schedule(static) if (nb > 4 * chunk)
     for (int64_t c = 0; c < nb; c += chunk)
-        quant(src + c * elems, tlm_min_i64(chunk, nb - c), (uint8_t *)dst + c * bytes);
+        quant(src + c * elems, tlm_min_i64(chunk, nb - c), (uint8_t *)dst + c * bytes, NULL);
+    return TLM_OK;
+}
+
+tlm_status tlm_ggml_fake_quantize(int type, const float *src, int64_t rows, int64_t n_per_row, float *dst,
+                                  uint8_t *clip) {
+    TLM_TRY(check_quantize(type, rows, n_per_row));
+    const int64_t elems = TYPES[type].elems, nb = rows * n_per_row / elems;
+    const int64_t chunk = CHUNK_VALUES / elems;
+    const quant_fn quant = TYPES[type].quant;
+    const dequant_fn dequant = TYPES[type].dequant;
+    #pragma omp parallel for schedule(static) if (nb > 4 * chunk)
+    for (int64_t c = 0; c < nb; c += chunk) {
+        uint8_t blocks[CHUNK_VALUES * 4]; /* the widest type, f32, is 4 bytes a value */
+        int64_t n = tlm_min_i64(chunk, nb - c);
+        quant(src + c * elems, n, blocks, clip ? clip + c * elems : NULL);
+        dequant(blocks, n, dst + c * elems); /* after quant has read the chunk: dst may be src */
+    }
     return TLM_OK;
 }

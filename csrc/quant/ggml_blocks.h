@@ -3,7 +3,9 @@
  * and the per-type entry points the table in ggml_blocks.c dispatches to.
  *
  * Every codec works on whole blocks: dequantize nb blocks from src into
- * nb * block_elems floats; quantize nb * block_elems floats into nb blocks.
+ * nb * block_elems floats; quantize nb * block_elems floats into nb blocks
+ * and, when clip is not NULL, set clip[v] to 1 where value v's code was cut
+ * by the type's range clamp (0 elsewhere): fake quantization's gradient mask.
  * Bit-exactness with ggml-quants.c rests on doing each float operation it
  * does, in its order and precision: the core is built with -std=c11, which
  * keeps GCC from contracting a*b+c into an FMA, and no -ffast-math, so
@@ -113,11 +115,11 @@ void tlm_gg_dequant_q4_1(const void *src, int64_t nb, float *dst);
 void tlm_gg_dequant_q5_0(const void *src, int64_t nb, float *dst);
 void tlm_gg_dequant_q5_1(const void *src, int64_t nb, float *dst);
 void tlm_gg_dequant_q8_0(const void *src, int64_t nb, float *dst);
-void tlm_gg_quant_q4_0(const float *src, int64_t nb, void *dst);
-void tlm_gg_quant_q4_1(const float *src, int64_t nb, void *dst);
-void tlm_gg_quant_q5_0(const float *src, int64_t nb, void *dst);
-void tlm_gg_quant_q5_1(const float *src, int64_t nb, void *dst);
-void tlm_gg_quant_q8_0(const float *src, int64_t nb, void *dst);
+void tlm_gg_quant_q4_0(const float *src, int64_t nb, void *dst, uint8_t *clip);
+void tlm_gg_quant_q4_1(const float *src, int64_t nb, void *dst, uint8_t *clip);
+void tlm_gg_quant_q5_0(const float *src, int64_t nb, void *dst, uint8_t *clip);
+void tlm_gg_quant_q5_1(const float *src, int64_t nb, void *dst, uint8_t *clip);
+void tlm_gg_quant_q8_0(const float *src, int64_t nb, void *dst, uint8_t *clip);
 
 /* ggml_kquants.c */
 void tlm_gg_dequant_q2_K(const void *src, int64_t nb, float *dst);
@@ -126,11 +128,11 @@ void tlm_gg_dequant_q4_K(const void *src, int64_t nb, float *dst);
 void tlm_gg_dequant_q5_K(const void *src, int64_t nb, float *dst);
 void tlm_gg_dequant_q6_K(const void *src, int64_t nb, float *dst);
 void tlm_gg_dequant_q8_K(const void *src, int64_t nb, float *dst);
-void tlm_gg_quant_q2_K(const float *src, int64_t nb, void *dst);
-void tlm_gg_quant_q3_K(const float *src, int64_t nb, void *dst);
-void tlm_gg_quant_q4_K(const float *src, int64_t nb, void *dst);
-void tlm_gg_quant_q5_K(const float *src, int64_t nb, void *dst);
-void tlm_gg_quant_q6_K(const float *src, int64_t nb, void *dst);
-void tlm_gg_quant_q8_K(const float *src, int64_t nb, void *dst);
+void tlm_gg_quant_q2_K(const float *src, int64_t nb, void *dst, uint8_t *clip);
+void tlm_gg_quant_q3_K(const float *src, int64_t nb, void *dst, uint8_t *clip);
+void tlm_gg_quant_q4_K(const float *src, int64_t nb, void *dst, uint8_t *clip);
+void tlm_gg_quant_q5_K(const float *src, int64_t nb, void *dst, uint8_t *clip);
+void tlm_gg_quant_q6_K(const float *src, int64_t nb, void *dst, uint8_t *clip);
+void tlm_gg_quant_q8_K(const float *src, int64_t nb, void *dst, uint8_t *clip);
 
 #endif

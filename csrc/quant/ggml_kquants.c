@@ -24,6 +24,22 @@
 
 static inline int clamp_i(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* The final codes of a K type, against the scales as stored: v clamped to
+ * [lo, hi], and (clip not NULL) whether the clamp cut it, which fake
+ * quantization turns into a zero gradient. A sub-block whose stored scale is
+ * 0 keeps its search codes and clips nothing. */
+static inline int clamp_code(int v, int lo, int hi, uint8_t *clip, int j) {
+    if (clip) clip[j] = v < lo || v > hi;
+    return clamp_i(v, lo, hi);
+}
+
+/* Where a super-block's clip flags go; NULL stays NULL. */
+static inline uint8_t *clip_block(uint8_t *clip, int64_t i) {
+    if (!clip) return NULL;
+    memset(clip + i * GG_QK_K, 0, GG_QK_K);
+    return clip + i * GG_QK_K;
+}
+
 /* ------------------------------------------------------------ dequantize */
 
 void tlm_gg_dequant_q2_K(const void *src, int64_t nb, float *dst) {
@@ -283,9 +299,10 @@ static void pack_2bit(const uint8_t *L, uint8_t *qs) {
 
 /* -------------------------------------------------------------- quantize */
 
-void tlm_gg_quant_q2_K(const float *x, int64_t nb, void *dst) {
+void tlm_gg_quant_q2_K(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q2_K *b = dst;
     for (int64_t i = 0; i < nb; i++, x += GG_QK_K) {
+        uint8_t *cl = clip_block(clip, i);
         uint8_t L[GG_QK_K], Laux[16];
         float w[16], mins[GG_QK_K / 16], scales[GG_QK_K / 16], max_scale = 0, max_min = 0;
         for (int j = 0; j < GG_QK_K / 16; j++) {
@@ -315,15 +332,16 @@ void tlm_gg_quant_q2_K(const float *x, int64_t nb, void *dst) {
             if (d == 0) continue; /* keeps the codes of the search */
             const float dm = gg_f16_to_f32(b[i].dmin) * (float)(b[i].scales[j] >> 4);
             for (int l = 0; l < 16; l++)
-                L[16 * j + l] = (uint8_t)clamp_i(gg_nearest_int((x[16 * j + l] + dm) / d), 0, 3);
+                L[16 * j + l] = (uint8_t)clamp_code(gg_nearest_int((x[16 * j + l] + dm) / d), 0, 3, cl, 16 * j + l);
         }
         pack_2bit(L, b[i].qs);
     }
 }
 
-void tlm_gg_quant_q3_K(const float *x, int64_t nb, void *dst) {
+void tlm_gg_quant_q3_K(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q3_K *b = dst;
     for (int64_t i = 0; i < nb; i++, x += GG_QK_K) {
+        uint8_t *cl = clip_block(clip, i);
         int8_t L[GG_QK_K];
         float scales[GG_QK_K / 16], max_scale = 0, amax = 0;
         for (int j = 0; j < GG_QK_K / 16; j++) {
@@ -353,7 +371,7 @@ void tlm_gg_quant_q3_K(const float *x, int64_t nb, void *dst) {
             const float d = gg_f16_to_f32(b[i].d) * (float)q3_scale(b[i].scales, j);
             if (d == 0) continue;
             for (int l = 0; l < 16; l++)
-                L[16 * j + l] = (int8_t)(clamp_i(gg_nearest_int(x[16 * j + l] / d), -4, 3) + 4);
+                L[16 * j + l] = (int8_t)(clamp_code(gg_nearest_int(x[16 * j + l] / d), -4, 3, cl, 16 * j + l) + 4);
         }
         memset(b[i].hmask, 0, sizeof b[i].hmask);
         uint8_t low[GG_QK_K];
@@ -373,7 +391,7 @@ void tlm_gg_quant_q3_K(const float *x, int64_t nb, void *dst) {
  * rms plus |x|), then 6-bit scales and mins under fp16 d and dmin, then the
  * codes again against the scales as stored. */
 static void quant_k_scale_min(const float *x, int nmax, float rmin, int nstep, uint16_t *d_out, uint16_t *dmin_out,
-                              uint8_t packed[12], uint8_t L[GG_QK_K]) {
+                              uint8_t packed[12], uint8_t L[GG_QK_K], uint8_t *clip) {
     uint8_t Laux[32];
     float w[32], mins[GG_QK_K / 32], scales[GG_QK_K / 32], max_scale = 0, max_min = 0;
     for (int j = 0; j < GG_QK_K / 32; j++) {
@@ -410,25 +428,25 @@ static void quant_k_scale_min(const float *x, int nmax, float rmin, int nstep, u
         if (d == 0) continue;
         const float dm = gg_f16_to_f32(*dmin_out) * (float)m;
         for (int l = 0; l < 32; l++)
-            L[32 * j + l] = (uint8_t)clamp_i(gg_nearest_int((x[32 * j + l] + dm) / d), 0, nmax);
+            L[32 * j + l] = (uint8_t)clamp_code(gg_nearest_int((x[32 * j + l] + dm) / d), 0, nmax, clip, 32 * j + l);
     }
 }
 
-void tlm_gg_quant_q4_K(const float *x, int64_t nb, void *dst) {
+void tlm_gg_quant_q4_K(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q4_K *b = dst;
     for (int64_t i = 0; i < nb; i++, x += GG_QK_K) {
         uint8_t L[GG_QK_K];
-        quant_k_scale_min(x, 15, -1.0f, 20, &b[i].d, &b[i].dmin, b[i].scales, L);
+        quant_k_scale_min(x, 15, -1.0f, 20, &b[i].d, &b[i].dmin, b[i].scales, L, clip_block(clip, i));
         for (int c = 0; c < 4; c++)
             for (int l = 0; l < 32; l++) b[i].qs[32 * c + l] = (uint8_t)(L[64 * c + l] | L[64 * c + 32 + l] << 4);
     }
 }
 
-void tlm_gg_quant_q5_K(const float *x, int64_t nb, void *dst) {
+void tlm_gg_quant_q5_K(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q5_K *b = dst;
     for (int64_t i = 0; i < nb; i++, x += GG_QK_K) {
         uint8_t L[GG_QK_K];
-        quant_k_scale_min(x, 31, -0.5f, 15, &b[i].d, &b[i].dmin, b[i].scales, L);
+        quant_k_scale_min(x, 31, -0.5f, 15, &b[i].d, &b[i].dmin, b[i].scales, L, clip_block(clip, i));
         memset(b[i].qh, 0, sizeof b[i].qh);
         for (int c = 0; c < 4; c++)
             for (int l = 0; l < 32; l++) {
@@ -439,9 +457,10 @@ void tlm_gg_quant_q5_K(const float *x, int64_t nb, void *dst) {
     }
 }
 
-void tlm_gg_quant_q6_K(const float *x, int64_t nb, void *dst) {
+void tlm_gg_quant_q6_K(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q6_K *b = dst;
     for (int64_t i = 0; i < nb; i++, x += GG_QK_K) {
+        uint8_t *cl = clip_block(clip, i);
         int8_t L[GG_QK_K];
         float scales[GG_QK_K / 16], max_scale = 0, max_abs_scale = 0;
         for (int j = 0; j < GG_QK_K / 16; j++) {
@@ -465,7 +484,7 @@ void tlm_gg_quant_q6_K(const float *x, int64_t nb, void *dst) {
             const float d = gg_f16_to_f32(b[i].d) * (float)b[i].scales[j];
             if (d == 0) continue;
             for (int l = 0; l < 16; l++)
-                L[16 * j + l] = (int8_t)(clamp_i(gg_nearest_int(x[16 * j + l] / d), -32, 31) + 32);
+                L[16 * j + l] = (int8_t)(clamp_code(gg_nearest_int(x[16 * j + l] / d), -32, 31, cl, 16 * j + l) + 32);
         }
         for (int h = 0; h < 2; h++) {
             const int8_t *Lh = L + 128 * h;
@@ -480,9 +499,10 @@ void tlm_gg_quant_q6_K(const float *x, int64_t nb, void *dst) {
     }
 }
 
-void tlm_gg_quant_q8_K(const float *x, int64_t nb, void *dst) {
+void tlm_gg_quant_q8_K(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q8_K *b = dst;
     for (int64_t i = 0; i < nb; i++, x += GG_QK_K) {
+        uint8_t *cl = clip_block(clip, i);
         float amax, max = signed_absmax(GG_QK_K, x, &amax);
         if (amax == 0) { /* ggml leaves bsums unwritten here; they are the sums of zeros */
             memset(&b[i], 0, sizeof b[i]);
@@ -490,7 +510,8 @@ void tlm_gg_quant_q8_K(const float *x, int64_t nb, void *dst) {
         }
         const float iscale = -127.0f / max;
         for (int j = 0; j < GG_QK_K; j++) {
-            int v = gg_nearest_int(iscale * x[j]);
+            int v = gg_nearest_int(iscale * x[j]); /* ggml caps only the top */
+            if (cl) cl[j] = v > 127;
             b[i].qs[j] = (int8_t)(v < 127 ? v : 127);
         }
         for (int j = 0; j < GG_QK_K / 16; j++) {

@@ -95,32 +95,42 @@ static void min_max(const float *x, float *min, float *max) {
 }
 
 /* Codes of the symmetric types: trunc(x * id + bias), at most top. ggml
- * converts through int8_t (so C's truncation), then compares as int. */
-static inline uint8_t sym_code(float x, float id, float bias, int top) {
+ * converts through int8_t (so C's truncation), then compares as int; a
+ * code cut to top is reported in *clip (when asked) for fake quantization. */
+static inline uint8_t sym_code(float x, float id, float bias, int top, uint8_t *clip) {
     int q = (int8_t)gg_trunc_i32(x * id + bias);
+    if (clip) *clip = q > top;
     return (uint8_t)(q < top ? q : top);
 }
 
-void tlm_gg_quant_q4_0(const float *x, int64_t nb, void *dst) {
+/* The asymmetric types' codes, trunc((x - min) * id + 0.5). */
+static inline int min_code(float x, float min, float id) { return (int8_t)gg_trunc_i32((x - min) * id + 0.5f); }
+
+/* clip + j: where value j of the block went, when clip is not NULL. */
+#define CLIP_AT(clip, j) ((clip) ? (clip) + (j) : NULL)
+
+void tlm_gg_quant_q4_0(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q4_0 *b = dst;
-    for (int64_t i = 0; i < nb; i++, x += GG_QK) {
+    for (int64_t i = 0; i < nb; i++, x += GG_QK, clip = CLIP_AT(clip, GG_QK)) {
         const float d = signed_absmax(x) / -8;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = gg_f32_to_f16(d);
         for (int j = 0; j < GG_QK / 2; j++)
-            b[i].qs[j] = (uint8_t)(sym_code(x[j], id, 8.5f, 15) | sym_code(x[j + GG_QK / 2], id, 8.5f, 15) << 4);
+            b[i].qs[j] = (uint8_t)(sym_code(x[j], id, 8.5f, 15, CLIP_AT(clip, j)) |
+                                   sym_code(x[j + GG_QK / 2], id, 8.5f, 15, CLIP_AT(clip, j + GG_QK / 2)) << 4);
     }
 }
 
-void tlm_gg_quant_q5_0(const float *x, int64_t nb, void *dst) {
+void tlm_gg_quant_q5_0(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q5_0 *b = dst;
-    for (int64_t i = 0; i < nb; i++, x += GG_QK) {
+    for (int64_t i = 0; i < nb; i++, x += GG_QK, clip = CLIP_AT(clip, GG_QK)) {
         const float d = signed_absmax(x) / -16;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = gg_f32_to_f16(d);
         uint32_t qh = 0;
         for (int j = 0; j < GG_QK / 2; j++) {
-            uint8_t lo = sym_code(x[j], id, 16.5f, 31), hi = sym_code(x[j + GG_QK / 2], id, 16.5f, 31);
+            uint8_t lo = sym_code(x[j], id, 16.5f, 31, CLIP_AT(clip, j));
+            uint8_t hi = sym_code(x[j + GG_QK / 2], id, 16.5f, 31, CLIP_AT(clip, j + GG_QK / 2));
             b[i].qs[j] = (uint8_t)((lo & 0x0f) | (hi & 0x0f) << 4);
             qh |= (uint32_t)((lo & 0x10) >> 4) << j | (uint32_t)((hi & 0x10) >> 4) << (j + GG_QK / 2);
         }
@@ -128,9 +138,9 @@ void tlm_gg_quant_q5_0(const float *x, int64_t nb, void *dst) {
     }
 }
 
-void tlm_gg_quant_q4_1(const float *x, int64_t nb, void *dst) {
+void tlm_gg_quant_q4_1(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q4_1 *b = dst;
-    for (int64_t i = 0; i < nb; i++, x += GG_QK) {
+    for (int64_t i = 0; i < nb; i++, x += GG_QK, clip = CLIP_AT(clip, GG_QK)) {
         float min, max;
         min_max(x, &min, &max);
         const float d = (max - min) / 15;
@@ -138,16 +148,16 @@ void tlm_gg_quant_q4_1(const float *x, int64_t nb, void *dst) {
         b[i].d = gg_f32_to_f16(d);
         b[i].m = gg_f32_to_f16(min);
         for (int j = 0; j < GG_QK / 2; j++) {
-            int lo = (int8_t)gg_trunc_i32((x[j] - min) * id + 0.5f);
-            int hi = (int8_t)gg_trunc_i32((x[j + GG_QK / 2] - min) * id + 0.5f);
+            int lo = min_code(x[j], min, id), hi = min_code(x[j + GG_QK / 2], min, id);
+            if (clip) clip[j] = lo > 15, clip[j + GG_QK / 2] = hi > 15;
             b[i].qs[j] = (uint8_t)((lo < 15 ? lo : 15) | (hi < 15 ? hi : 15) << 4);
         }
     }
 }
 
-void tlm_gg_quant_q5_1(const float *x, int64_t nb, void *dst) {
+void tlm_gg_quant_q5_1(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q5_1 *b = dst;
-    for (int64_t i = 0; i < nb; i++, x += GG_QK) {
+    for (int64_t i = 0; i < nb; i++, x += GG_QK, clip = CLIP_AT(clip, GG_QK)) {
         float min, max;
         min_max(x, &min, &max);
         const float d = (max - min) / 31;
@@ -156,9 +166,11 @@ void tlm_gg_quant_q5_1(const float *x, int64_t nb, void *dst) {
         b[i].m = gg_f32_to_f16(min);
         uint32_t qh = 0;
         for (int j = 0; j < GG_QK / 2; j++) {
-            /* no clamp here in ggml: the code is a straight (uint8_t) conversion */
+            /* no clamp here in ggml: the code is a straight (uint8_t) conversion
+             * of a value that cannot pass 31.5, so nothing clips */
             uint8_t lo = (uint8_t)gg_trunc_i32((x[j] - min) * id + 0.5f);
             uint8_t hi = (uint8_t)gg_trunc_i32((x[j + GG_QK / 2] - min) * id + 0.5f);
+            if (clip) clip[j] = clip[j + GG_QK / 2] = 0;
             b[i].qs[j] = (uint8_t)((lo & 0x0f) | (hi & 0x0f) << 4);
             qh |= (uint32_t)((lo & 0x10) >> 4) << j | (uint32_t)((hi & 0x10) >> 4) << (j + GG_QK / 2);
         }
@@ -166,8 +178,9 @@ void tlm_gg_quant_q5_1(const float *x, int64_t nb, void *dst) {
     }
 }
 
-void tlm_gg_quant_q8_0(const float *x, int64_t nb, void *dst) {
+void tlm_gg_quant_q8_0(const float *x, int64_t nb, void *dst, uint8_t *clip) {
     gg_q8_0 *b = dst;
+    if (clip) memset(clip, 0, (size_t)(nb * GG_QK)); /* |x| * 127 / amax rounds to at most 127: no clamp */
     for (int64_t i = 0; i < nb; i++, x += GG_QK) {
         float amax = 0.0f;
         for (int j = 0; j < GG_QK; j++) amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);

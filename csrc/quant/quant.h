@@ -47,4 +47,14 @@ tlm_status tlm_qweight_set_blocks(tlm_qweight *q, int type, const void *blocks, 
  * (only the blocks those rows touch are written). */
 void tlm_qweight_rows(const tlm_qweight *q, int64_t r0, int64_t r1, float *out, float *scratch);
 
+/* intx_fake.c: torchao's integer fake quantizers over groups of g values
+ * (g divides rows * cols and each row), forward and gradient (gw may be gy). */
+void tlm_fq_int4_forward(const float *w, int64_t rows, int64_t cols, int64_t g, float *w_hat, uint8_t *clip);
+void tlm_fq_int4_backward(const float *w, const uint8_t *clip, const float *gy, int64_t rows, int64_t cols,
+                          int64_t g, float *gw);
+void tlm_fq_intx_forward(const float *w, int64_t rows, int64_t cols, int64_t g, int bits, float *w_hat,
+                         uint8_t *clip);
+void tlm_fq_intx_backward(const float *w, const uint8_t *clip, const float *gy, int64_t rows, int64_t cols,
+                          int64_t g, int bits, float *gw);
+
 #endif

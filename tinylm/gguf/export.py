@@ -82,12 +82,12 @@ def _file_types(model, names_shapes, quant, output_type, embedding_type) -> dict
     return {name: model.gguf_types.get(name, ggml.F32) for name, _ in names_shapes}
 
 
-def tensor_writes(model, quant, *, output_type=None, embedding_type=None, merged=False):
-    """([(gguf name, ggml type, numpy shape, data callable)], source)."""
+def _layout(model, quant, output_type, embedding_type):
+    """(plan groups, extra tensors, GGUF shapes, names in llama.cpp's order,
+    GGUF name -> ggml type) of the file save_gguf(quant=...) writes."""
     config = model.config
     params = [(name, tuple(shape)) for name, shape, *_ in model._core.params() if ".lora_" not in name]
-    plan = arch.tensor_plan(config, params)
-    groups = _groups(plan)
+    groups = _groups(arch.tensor_plan(config, params))
     extras = arch.extra_tensors(config)
     shapes = {g: tuple(reversed(entries[0].gguf_shape)) for g, entries in groups.items()}
     shapes.update({name: value.shape for name, value in extras.items()})
@@ -95,6 +95,19 @@ def tensor_writes(model, quant, *, output_type=None, embedding_type=None, merged
     types = _file_types(model, [(n, shapes[n]) for n in names], quant, output_type, embedding_type)
     for name in extras:
         types[name] = ggml.F32
+    return groups, extras, shapes, names, types
+
+
+def param_types(model, quant, *, output_type=None, embedding_type=None) -> dict[str, int]:
+    """{Hugging Face parameter name: the ggml type save_gguf(quant=...) stores
+    it as} (a tensor the converter fuses or permutes keeps its rows' type)."""
+    groups, _, _, _, types = _layout(model, quant, output_type, embedding_type)
+    return {e.hf: types[name] for name, entries in groups.items() for e in entries}
+
+
+def tensor_writes(model, quant, *, output_type=None, embedding_type=None, merged=False):
+    """([(gguf name, ggml type, numpy shape, data callable)], source)."""
+    groups, extras, shapes, names, types = _layout(model, quant, output_type, embedding_type)
     index = {name: i for i, (name, *_r) in enumerate(model._table)}
     source = _Source(model)
 

@@ -17,7 +17,6 @@ from tinylm.errors import UnsupportedError
 from tinylm.gguf import ggml
 
 warnings.filterwarnings("ignore", module="torchao")
-torchao_qat = pytest.importorskip("torchao.quantization.qat")
 from torchao.quantization.qat.fake_quantizer import FakeQuantizerBase  # noqa: E402
 
 GGUF_PACKAGE = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]  # the legacy types gguf.quantize implements

@@ -79,6 +79,31 @@ def test_finetune_recipes(name, output, tmp_path, small_task):
         assert tinylm.Tokenizer.from_pretrained(tmp_path / "model").encode("hi")
 
 
+@pytest.mark.parametrize("config, output", [("qat_finetune", "adapter"), ("qat_full_finetune", "model")])
+def test_qat_recipe_ships_the_gguf_it_trained_for(config, output, tmp_path, small_task):
+    """The recipe ends with output_dir/model.gguf, every projection Q4_0 (the
+    adapter merged in), which tinylm loads and runs on its blocks."""
+    from tinylm.gguf.file import GGUFFile
+    from tinylm.gguf import ggml
+    args = finetune_args("qat_finetune", tmp_path, small_task)
+    args[2] = os.path.join(recipe_dir(), "configs", f"{config}.yaml")
+    assert run(*args, "train.qat.fake_quant_after_n_steps=1") == 0
+    assert os.path.isdir(tmp_path / output)
+    with GGUFFile(tmp_path / "model.gguf") as f:
+        types = {name: info.ggml_type for name, info in f.tensors.items()}
+    assert {t for name, t in types.items() if ".attn_" in name or ".ffn_" in name and name.endswith(".weight")
+            and "norm" not in name} == {ggml.by_name("q4_0").id}
+    shipped = tinylm.Model.from_pretrained(tmp_path / "model.gguf")
+    assert np.isfinite(shipped.forward([[1, 2, 3]])).all()
+
+
+def test_train_command_qat(tmp_path, small_task):
+    assert cli.main(["train", "--data", small_task["train"], "--output", str(tmp_path), "--qat", "Q8_0",
+                     "--qat-after", "1", "--max-steps", "2", "--batch-size", "4", "--seq-len", "64"]) == 0
+    assert (tmp_path / "model.gguf").exists() and (tmp_path / "adapter").exists()
+    assert cli.main(["train", "--qat-after", "1", "--output", str(tmp_path / "x")]) == 2
+
+
 def test_eval_and_export_recipes(tmp_path, small_task):
     assert run(*finetune_args("lora_finetune", tmp_path / "lora", small_task)) == 0
     adapter = tmp_path / "lora" / "adapter"

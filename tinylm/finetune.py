@@ -1,14 +1,16 @@
 """Supervised fine-tuning from a config: LoRA, QLoRA (LoRA on an NF4 or int8
 base) or full, optionally distilled from a teacher (a `teacher` section:
-DISTILL_DEFAULTS). The lora_finetune, qlora_finetune, full_finetune and
-distill recipes and `tinylm train` are this function with different settings.
+DISTILL_DEFAULTS) and quantization-aware (train.qat: QAT_DEFAULTS). The
+lora_finetune, qlora_finetune, full_finetune, distill and qat_finetune
+recipes and `tinylm train` are this function with different settings.
 
     result = finetune(load_config("recipes/configs/lora_finetune.yaml", [], FINETUNE_DEFAULTS))
 
 Outputs in output_dir: train/ (the Trainer's checkpoints, metrics.jsonl,
 loss_curve.png), then adapter/ (PEFT) for LoRA, or model/ (a Hugging Face
-folder with the tokenizer) for full fine-tuning, and config.yaml (the
-resolved config). adapter/ and model/ appear whole or not at all (built
+folder with the tokenizer) for full fine-tuning, model.gguf after QAT for a
+GGUF file type (the quantized model trained, adapter merged), and
+config.yaml (the resolved config). adapter/ and model/ appear whole or not at all (built
 under a temporary name and renamed).
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tinylm
 from tinylm.atomic import atomic_write_text, write_folder
 from tinylm.data import load_dataset
 from tinylm.distill import DistillConfig, TeacherCache
+from tinylm.quant.config import QATConfig
 from tinylm.recipe_config import dump, train_defaults
 from tinylm.recipe_support import DEMO_MODEL, copy_tokenizer, export_folder, peak_rss_mb, shipped_path
 
@@ -53,6 +56,13 @@ DISTILL_DEFAULTS = dict(
     teacher={"model": None, "adapter": None, "quant": None, "cache": None},
     train=dict(FINETUNE_DEFAULTS["train"], distill=DistillConfig().to_dict()))
 
+# Quantization-aware training: train.qat (tinylm.quant.config.QATConfig's
+# fields); train.distill is the self-distillation loss when qat.self_distill.
+QAT_DEFAULTS = dict(
+    FINETUNE_DEFAULTS, output_dir="out/qat",
+    train=dict(FINETUNE_DEFAULTS["train"], qat=QATConfig().to_dict(), distill=None))
+GGUF_NAME = "model.gguf"
+
 
 def load_base(cfg: dict):
     """(model, tokenizer, folder) for cfg["model"] (the demo model when None)
@@ -84,7 +94,7 @@ def load_teacher(section: dict | None):
 
 def finetune(cfg: dict) -> dict:
     """Fine-tunes as cfg says (see FINETUNE_DEFAULTS) and returns what it
-    wrote and measured: {"output": folder, "kind", "steps", "train_loss",
+    wrote and measured: {"output": folder, "gguf" (the QAT file or None), "kind", "steps", "train_loss",
     "eval_loss", "train_runtime_s", "tokens_per_s", "peak_rss_mb", "trainable"}."""
     if cfg["threads"]:
         tinylm.set_num_threads(cfg["threads"])
@@ -105,7 +115,8 @@ def finetune(cfg: dict) -> dict:
                               validation=shipped_path(data["validation"]), seed=cfg["seed"])
     teacher, teacher_tok = load_teacher(cfg.get("teacher"))
     train_cfg = dict(cfg["train"], output_dir=os.path.join(out, "train"), seed=cfg["seed"])
-    if teacher is None:
+    qat = QATConfig(**train_cfg["qat"]) if train_cfg.get("qat") else None
+    if teacher is None and not (qat and qat.self_distill):
         train_cfg["distill"] = None
     trainer = tinylm.Trainer(model, tok, train, train_cfg, eval_data=val, teacher=teacher, teacher_tok=teacher_tok)
     start = time.perf_counter()
@@ -126,8 +137,13 @@ def finetune(cfg: dict) -> dict:
             copy_tokenizer(base, folder)
 
         write_folder(target, fill)
+    gguf = None
+    if qat and qat.file_type:  # the file the training was for
+        gguf = os.path.join(out, GGUF_NAME)
+        model.save_gguf(gguf, qat.file_type, tokenizer=tok, merged=bool(lora))
     last_eval = next((r["eval_loss"] for r in reversed(trainer.metrics.read()) if "eval_loss" in r), None)
-    return {"output": target, "kind": "lora" if lora else "full", "base": base, "steps": result.global_step,
+    return {"output": target, "gguf": gguf, "kind": "lora" if lora else "full", "base": base,
+            "steps": result.global_step,
             "train_loss": result.training_loss, "eval_loss": last_eval, "train_runtime_s": runtime,
             "tokens_per_s": trainer.state.num_input_tokens_seen / runtime, "peak_rss_mb": peak_rss_mb(),
             "trainable": model.num_parameters(trainable_only=True)}

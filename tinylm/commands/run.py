@@ -2,7 +2,7 @@
 convention): `tinylm run RECIPE [--config FILE] [key=value ...]`.
 
 RECIPE is a recipe name (the recipes/ folder: pretrain, lora_finetune,
-qlora_finetune, full_finetune, eval, export) or the path of a recipe
+qlora_finetune, full_finetune, qat_finetune, distill, eval, export) or the path of a recipe
 script. The config defaults to recipes/configs/RECIPE.yaml. Overrides use
 dotted keys and YAML values: train.learning_rate=1e-4 lora.r=8
 data.seq_len=64 model=path/to/model. An unknown key is an error that names

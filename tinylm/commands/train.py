@@ -1,5 +1,6 @@
 """`tinylm train`: fine-tunes a model (LoRA by default, QLoRA with --quant,
-every weight with --full) on a dataset and writes the adapter or model.
+every weight with --full, quantization-aware with --qat) on a dataset and
+writes the adapter or model (and with --qat GGUF, the GGUF file).
 
 Without --config the settings are the lora_finetune recipe's defaults
 (recipes/configs/lora_finetune.yaml: the embedded demo model on the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from tinylm.evaluate.gate import UsageError
 from tinylm.finetune import FINETUNE_DEFAULTS, finetune
 from tinylm.recipe_config import load_config, recipe_dir
 
@@ -33,6 +35,12 @@ def register(sub) -> None:
     p.add_argument("--output", metavar="DIR", help="output folder (adapter/ or model/, train/)")
     p.add_argument("--full", action="store_true", help="train every weight instead of a LoRA adapter")
     p.add_argument("--quant", choices=("nf4", "int8"), help="store the frozen base quantized (QLoRA)")
+    p.add_argument("--qat", metavar="SCHEME", help="quantization-aware training for the file to ship: a GGUF file "
+                                                 "type (Q4_0, Q4_K_M, Q8_0, ...: ends with out/model.gguf) or a "
+                                                 "torchao scheme (int4_g32, 8da4w_g32); docs/qat.md")
+    p.add_argument("--qat-after", type=int, metavar="N", help="with --qat: train N steps in float first")
+    p.add_argument("--qat-self-distill", action="store_true",
+                   help="with --qat: the float model is the online teacher (train.distill sets the loss)")
     p.add_argument("--seq-len", type=int, metavar="N", help="tokens per row")
     p.add_argument("--epochs", type=float, metavar="N", help="training epochs (fractions allowed)")
     p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (overrides --epochs)")
@@ -53,10 +61,16 @@ def run(args) -> int:
                  if getattr(args, option) is not None]
     if args.full:
         overrides.append("lora=null")
+    if args.qat:
+        overrides.append(f"train.qat={{scheme: '{args.qat}', fake_quant_after_n_steps: {args.qat_after or 0}, "
+                         f"self_distill: {str(args.qat_self_distill).lower()}}}")
+    elif args.qat_after is not None or args.qat_self_distill:
+        raise UsageError("--qat-after and --qat-self-distill need --qat SCHEME")
     result = finetune(load_config(config, overrides + args.overrides, FINETUNE_DEFAULTS))
     what = "adapter" if result["kind"] == "lora" else "model"
     evaluated = "no validation" if result["eval_loss"] is None else f"eval loss {result['eval_loss']:.4f}"
+    shipped = f" and {result['gguf']}" if result["gguf"] else ""
     print(f"tinylm train: {result['steps']} steps in {result['train_runtime_s']:.0f} s "
           f"({result['tokens_per_s']:.0f} tokens/s), train loss {result['train_loss']:.4f}, {evaluated}; "
-          f"{what} in {result['output']}")
+          f"{what} in {result['output']}{shipped}")
     return 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import yaml
 
 from tinylm.distill import DistillConfig
+from tinylm.quant.config import QATConfig
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
@@ -69,11 +70,12 @@ class TrainConfig:
     resume_from_checkpoint: str | bool | None = None
     disable_tqdm: bool = False
     distill: DistillConfig | None = None   # the loss against Trainer(teacher=...); a mapping of its fields
+    qat: QATConfig | None = None           # quantization-aware training (tinylm.quant.config); a mapping of its fields
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            if f.name == "distill":
-                self.distill = _distill(self.distill)
+            if f.name in _SECTIONS:
+                setattr(self, f.name, _section(f.name, getattr(self, f.name)))
                 continue
             setattr(self, f.name, _coerce(f.name, getattr(self, f.name), _HINTS[f.name]))
         self._check()
@@ -143,14 +145,18 @@ class TrainConfig:
 _HINTS = typing.get_type_hints(TrainConfig)
 
 
-def _distill(value) -> DistillConfig | None:
-    """The distill section: a DistillConfig, a mapping of its fields, or None."""
-    if value is None or isinstance(value, DistillConfig):
+_SECTIONS = {"distill": DistillConfig, "qat": QATConfig}
+
+
+def _section(name: str, value):
+    """A sub-config (distill, qat): its dataclass, a mapping of its fields, or None."""
+    cls = _SECTIONS[name]
+    if value is None or isinstance(value, cls):
         return value
     if not isinstance(value, dict):
-        raise TypeError(f"TrainConfig.distill must be a mapping of DistillConfig fields, got {value!r}")
-    _check_keys(value, DistillConfig, "TrainConfig.distill")
-    return DistillConfig(**value)
+        raise TypeError(f"TrainConfig.{name} must be a mapping of {cls.__name__} fields, got {value!r}")
+    _check_keys(value, cls, f"TrainConfig.{name}")
+    return cls(**value)
 
 
 def _check_keys(values: dict, cls, what: str) -> None:

@@ -24,6 +24,7 @@ from tinylm.distill.on_policy import on_policy_batch, takes_on_policy
 from tinylm.errors import NumericError, UnsupportedError
 from tinylm.optim import AdamW, clip_grad_norm
 from tinylm.trainer import checkpointing as ckpt
+from tinylm.trainer import qat
 from tinylm.trainer.batches import BatchStream, input_count, label_count
 from tinylm.trainer.config import TrainConfig
 from tinylm.trainer.evaluation import evaluate
@@ -69,6 +70,9 @@ class Trainer:
       config.distill's mix of CE and KD (tinylm.distill.DistillConfig; its
       defaults when not set).
     teacher_tok: the teacher's tokenizer, checked id by id against tok.
+    config.qat (tinylm.quant.config.QATConfig) trains the projections
+    through the quantizer of the file to ship (docs/qat.md); with its
+    self_distill the float model is the teacher.
     """
 
     def __init__(self, model, tok, train_data, config, eval_data=None, teacher=None, teacher_tok=None):
@@ -80,6 +84,8 @@ class Trainer:
             raise TypeError(f"config must be a TrainConfig, a dict or a YAML path, got {type(config).__name__}")
         self.model, self.tok, self.config = model, tok, config
         self.train_data, self.eval_data = train_data, eval_data
+        if config.qat is not None:
+            teacher = qat.prepare(model, config.qat, teacher)
         self.teacher = teacher
         if teacher is not None:
             if teacher is model:
@@ -199,6 +205,8 @@ class Trainer:
         """One optimizer step; returns (loss, grad norm before clipping, input tokens)."""
         cfg, model = self.config, self.model
         step = self.state.global_step + 1
+        if cfg.qat is not None:
+            qat.at_step(model, cfg.qat, step)
         micro = stream.next_step(cfg.gradient_accumulation_steps)
         on_policy = [False] * len(micro)
         if self.teacher is not None and cfg.distill.lmbda > 0:

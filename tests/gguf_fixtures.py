@@ -14,6 +14,9 @@ from hf_models import VOCAB, build, save
 
 CONVERTER = os.path.join(os.path.dirname(__file__), "gguf_convert.py")
 GGUF_CASES = ["llama_gqa", "llama3_rope_bias", "qwen2_bias", "qwen3_qk_norm", "gemma_mqa", "phi3_fused"]
+# Of those, the files llama.cpp cannot load (case -> tinylm's refusal to write one): qwen3_qk_norm has
+# attention biases, and llama.cpp's qwen3 no attn_output.bias (tinylm/gguf/archs/qwen3.py).
+UNWRITABLE = {"qwen3_qk_norm": "attention_bias=True cannot be written to a GGUF qwen3 model"}
 
 
 def convert_cases(root) -> dict:

@@ -208,7 +208,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def convert(hf_dir: str, out_gguf: str, outtype: str = "f32", pre: str | None = None,
-            merge_scores: bool = False, lora_base: str | None = None, vocab_only: bool = False) -> None:
+            merge_scores: bool = False, lora_base: str | None = None, vocab_only: bool = False,
+            fuse_qkv: bool = False) -> None:
     """convert_hf_to_gguf.py on a save_pretrained folder, or, with
     lora_base (the base model's folder), convert_lora_to_gguf.py on a PEFT
     adapter folder.
@@ -229,13 +230,15 @@ def convert(hf_dir: str, out_gguf: str, outtype: str = "f32", pre: str | None = 
     tokenization that of tokenizer.json.
 
     vocab_only: the converter's --vocab-only (metadata, no tensors; the
-    folder still needs the config.json its hyperparameters come from)."""
+    folder still needs the config.json its hyperparameters come from).
+    fuse_qkv: its --fuse-qkv (q, k and v in one attn_qkv tensor a layer)."""
     src = source_dir()
     converter = os.path.join(src, "convert_lora_to_gguf.py" if lora_base else "convert_hf_to_gguf.py")
     options = {"path": [src, os.path.join(src, "gguf-py"), _PYDEPS], "pre": pre,
                "merge_scores": os.path.join(hf_dir, "tokenizer.json") if merge_scores else None}
     args = [hf_dir, "--outfile", out_gguf, "--outtype", outtype] + (["--base", lora_base] if lora_base else [])
     args += ["--vocab-only"] if vocab_only else []
+    args += ["--fuse-qkv"] if fuse_qkv else []
     proc = subprocess.run([sys.executable, "-c", _CONVERT, json.dumps(options), converter, *args],
                           capture_output=True, text=True)
     if proc.returncode != 0:

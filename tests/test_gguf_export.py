@@ -10,7 +10,8 @@ import pytest
 
 import llamacpp_ref
 import tinylm
-from gguf_fixtures import GGUF_CASES
+from gguf_fixtures import GGUF_CASES, UNWRITABLE
+from tinylm.errors import UnsupportedError
 from tinylm.gguf import export, ggml
 from tinylm.gguf.file import GGUFFile
 
@@ -22,7 +23,7 @@ def _tensors(path) -> dict:
         return {name: (info.ggml_type, info.ne, f.raw(name).copy()) for name, info in f.tensors.items()}
 
 
-@pytest.mark.parametrize("case", GGUF_CASES)
+@pytest.mark.parametrize("case", [c for c in GGUF_CASES if c not in UNWRITABLE])
 def test_f32_export_equals_the_converter(gguf_converted, tmp_path, case):
     _, folder, reference = gguf_converted[case]
     model = tinylm.Model.from_pretrained(folder)
@@ -39,6 +40,18 @@ def test_f32_export_equals_the_converter(gguf_converted, tmp_path, case):
         for key, value in f.metadata.items():
             if key.startswith(f.metadata["general.architecture"] + "."):
                 assert np.array_equal(g.metadata[key], value), key
+
+
+@pytest.mark.parametrize("case", sorted(UNWRITABLE))
+def test_what_llama_cpp_cannot_load_is_not_written(gguf_converted, tmp_path, case):
+    """tinylm reads the converter's file and refuses to write it back, as a model or as an adapter."""
+    model = tinylm.Model.from_pretrained(gguf_converted[case][2])
+    with pytest.raises(UnsupportedError, match=UNWRITABLE[case]):
+        model.save_gguf(tmp_path / "m.gguf", "F32")
+    model.add_lora(r=2, alpha=4)
+    with pytest.raises(UnsupportedError, match=UNWRITABLE[case]):
+        model.save_adapter(tmp_path / "a.gguf", format="gguf")
+    assert not list(tmp_path.iterdir())
 
 
 def test_gemma_norms_are_one_plus_w(gguf_converted, tmp_path):

@@ -3,7 +3,8 @@ equal tinylm's on the same weights (F32), its perplexity by
 llama-perplexity's chunking equals tinylm's (3 significant digits for
 F32/F16, within 0.5% for quantized files, where llama.cpp rounds activations
 to 8 bits inside its products), greedy decoding matches, and a GGUF LoRA
-adapter applied with --lora gives the adapted model's logits. Needs the
+adapter applied with --lora gives the adapted model's logits (also on a
+base whose q, k and v are fused). Needs the
 llama.cpp build (make test-llamacpp); the source model is a tiny Llama with
 Mistral's tokenizer converted by llama.cpp's own converter."""
 import numpy as np
@@ -15,6 +16,7 @@ import llamacpp_ref
 import tinylm
 from fixture_paths import tokenizer_fixture
 from tinylm.evaluate.llama_perplexity import llama_perplexity
+from tinylm.gguf.file import GGUFFile
 
 if llamacpp_ref.skip_reason():
     pytest.skip(llamacpp_ref.skip_reason(), allow_module_level=True)
@@ -97,16 +99,26 @@ def test_quantized_perplexity_matches_llama_perplexity(base, quant, tmp_path):
     assert ours == pytest.approx(llamacpp_ref.perplexity(path, text, N_CTX), rel=1.5e-2)
 
 
-def test_gguf_lora_adapter_matches_llama_cpp(base):
+@pytest.mark.parametrize("fused", [False, True])
+def test_gguf_lora_adapter_matches_llama_cpp(base, fused):
+    """On the converter's file and on its --fuse-qkv one, where the adapter
+    gives q, k and v one pair on attn_qkv (ranks 4 + 4 + 2)."""
     path, root = base
+    if fused:
+        path = str(root / "fused.gguf")
+        llamacpp_ref.convert(str(root / "hf"), path, merge_scores=True, fuse_qkv=True)
     model = tinylm.Model.from_pretrained(path)
+    assert ("blk.0.attn_qkv.weight" in model.gguf_types) == fused
     model.add_lora(r=4, alpha=16, target_modules="all-linear", rank_pattern={"v_proj": 2}, seed=3)
     rng = np.random.default_rng(0)
     for n in model.parameter_names():
         if "lora_B" in n:
             model.param(n)[...] = rng.normal(0, 0.05, model.param(n).shape)
-    adapter = str(root / "adapter.gguf")
+    adapter = str(root / f"adapter-{'fused' if fused else 'separate'}.gguf")
     model.save_adapter(adapter, format="gguf")
+    with GGUFFile(adapter) as f:
+        assert f.tensors["blk.0.attn_qkv.weight.lora_b" if fused else "blk.0.attn_q.weight.lora_b"].ne[0] == (
+            10 if fused else 4)
     ids = _ids(path)[:32]
     ours = model.forward([ids])[0]
     theirs = llamacpp_ref.logits(path, ids, lora=adapter)

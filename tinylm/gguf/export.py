@@ -15,7 +15,6 @@ import os
 
 import numpy as np
 
-from tinylm.errors import UnsupportedError
 from tinylm.gguf import arch, ggml, mixture
 from tinylm.gguf.file import GGUFFile, write_gguf
 
@@ -154,31 +153,39 @@ def save_model(model, path: str, quant, tokenizer_metadata: list, *, output_type
 
 
 def save_adapter(model, path: str, name: str, *, dtype: str = "F32") -> None:
-    """LoRA adapter `name` as llama.cpp's GGUF adapter (--lora): for each
-    adapted weight W, "<W's GGUF name>.lora_a" [r, in] and ".lora_b" [out, r],
-    B's rows in the order the converter puts W's. llama.cpp scales a pair by
-    adapter.lora.alpha / r (r: lora_b's ne[0]); where PEFT's scale (alpha / r
-    of the module, or alpha / sqrt(r) with rsLoRA) differs from that, the
-    ratio is folded into that module's B (exactly 1 for a plain config)."""
+    """LoRA adapter `name` as llama.cpp's GGUF adapter (--lora) for the base
+    as its GGUF file holds it: the file the model was loaded from (q, k and
+    v may be fused there in attn_qkv), else save_gguf's. For each adapted
+    GGUF tensor W, "<W>.lora_a" [r, in] and ".lora_b" [out, r], B's rows in
+    the order W's are. A tensor that holds several adapted weights gets one
+    pair: their A's stacked, each B in its own rows and columns, zeros
+    elsewhere, which adds each weight's B A to its rows alone. llama.cpp
+    scales a pair by adapter.lora.alpha / r (r: lora_b's ne[0]); where PEFT's
+    scale (alpha / r of the module, or alpha / sqrt(r) with rsLoRA) differs
+    from that, the ratio is folded into that module's B (exactly 1 for a
+    plain config)."""
     config = model.config
     params = [(n, tuple(s)) for n, s, *_ in model._core.params() if ".lora_" not in n]
-    plan = {e.hf: e for e in arch.tensor_plan(config, params)}
+    # the source file's tensor names say which weights it fuses
+    plan = {e.hf: e for e in arch.tensor_plan(config, params, tensors=model.gguf_types or None)}
     t = ggml.by_name(dtype)
     pairs = model.adapter_pairs(name)
     alpha = pairs[0][3] * pairs[0][1].shape[0]
-    writes = []
+    groups: dict[str, list] = {}
     for base, a, b, scale in pairs:
-        e = plan[base]
-        if e.rows is not None and len(e.rows) != e.n_rows:
-            raise UnsupportedError(f"{base}: llama.cpp cannot adapt part of the GGUF tensor {e.gguf}")
-        ratio = np.float32(scale * a.shape[0] / alpha)
-        if ratio != 1:
-            b = b * ratio
-        if e.rows is not None:
-            b = b[e.inverse_rows()]
-        for suffix, m in (("lora_a", a), ("lora_b", b)):
-            m = np.ascontiguousarray(m, dtype=np.float32)
-            writes.append((f"{e.gguf}.{suffix}", t.id, m.shape,
+        groups.setdefault(plan[base].gguf, []).append((plan[base], a, b, scale))
+    writes = []
+    for gguf, members in groups.items():
+        rank = sum(a.shape[0] for _, a, _, _ in members)
+        lora_a = np.concatenate([a for _, a, _, _ in members]).astype(np.float32)
+        lora_b = np.zeros((members[0][0].n_rows, rank), dtype=np.float32)  # [out, r]
+        col = 0
+        for e, a, b, scale in members:
+            ratio = np.float32(scale * rank / alpha)
+            lora_b[slice(None) if e.rows is None else e.rows, col:col + a.shape[0]] = b if ratio == 1 else b * ratio
+            col += a.shape[0]
+        for suffix, m in (("lora_a", lora_a), ("lora_b", lora_b)):
+            writes.append((f"{gguf}.{suffix}", t.id, m.shape,
                            m if t.id == ggml.F32 else (lambda m=m: ggml.quantize(t.id, m))))
     writes.sort(key=lambda w: mixture.llama_order(w[0]))
     meta = [("general.architecture", arch.gguf_metadata(config)["general.architecture"]),

@@ -4,8 +4,10 @@ Writing: a `Spec` is one HF config as a family's writer sees it: the raw
 dict, tinylm's descriptor of it (validated, the family's defaults applied),
 and the GGUF arch. `put` records a key with its GGUF type (U32, F32, bool,
 str, a list of bool), `lose` a field the file cannot carry (what llama.cpp
-will assume instead). `text_model` writes the keys llama.cpp's converter
-writes for most text models (TextModel.set_gguf_parameters in
+will assume instead), `refuse` one whose file llama.cpp would not run as
+this model at all (an UnsupportedError: gguf_metadata, gguf_losses and
+save_gguf all raise it). `text_model` writes the keys llama.cpp's
+converter writes for most text models (TextModel.set_gguf_parameters in
 conversion/base.py).
 
 Reading: `Meta` is one file's metadata and tensor inventory with typed
@@ -67,14 +69,16 @@ class Spec:
     def sliding(self) -> list[bool]:
         return [bool(flags & LAYER_SLIDING) for flags in self.d["layer_flags"]]
 
+    def refuse(self, what: str, why: str) -> None:
+        raise UnsupportedError(f"{self.fields.source}: {what} cannot be written to a GGUF {self.arch} model ({why})")
+
     def refuse_rope(self, allowed: tuple[str, ...]) -> None:
         """A rope kind the arch's file has no way to say is an error, not a loss:
         the model would be computed at other positions."""
         for rope in self.d["rope"]:
             kind = ROPE_NAMES[rope["type"]]
             if kind not in allowed:
-                raise UnsupportedError(f"{self.fields.source}: rope type {kind!r} cannot be written to a GGUF "
-                                       f"{self.arch} model (it carries {', '.join(allowed)})")
+                self.refuse(f"rope type {kind!r}", f"it carries {', '.join(allowed)}")
 
 
 def text_model(s: Spec, context_default: int, head_dim_key: bool) -> None:

@@ -91,8 +91,9 @@ def test_qat_recipe_ships_the_gguf_it_trained_for(config, output, tmp_path, smal
     assert os.path.isdir(tmp_path / output)
     with GGUFFile(tmp_path / "model.gguf") as f:
         types = {name: info.ggml_type for name, info in f.tensors.items()}
-    assert {t for name, t in types.items() if ".attn_" in name or ".ffn_" in name and name.endswith(".weight")
-            and "norm" not in name} == {ggml.by_name("q4_0").id}
+    projections = [n for n in types if (".attn_" in n or ".ffn_" in n) and "norm" not in n]
+    assert len(projections) == 7 * tinylm.Model.from_pretrained(tinylm.DEMO_MODEL).config["num_hidden_layers"]
+    assert {types[n] for n in projections} == {ggml.by_name("q4_0").id}
     shipped = tinylm.Model.from_pretrained(tmp_path / "model.gguf")
     assert np.isfinite(shipped.forward([[1, 2, 3]])).all()
 

@@ -329,7 +329,10 @@ tlm_status tlm_model_weight_blocks(tlm_model *m, int64_t i, const void **blocks,
 /* Trains projection weight i through a fake quantizer (see "fake
  * quantization" below; NULL or TLM_FQ_NONE removes it): forward, generation
  * and backward read FQ(W), or FQ(W + s B A) for a projection the active
- * adapter adapts. The weight must be held in f32. */
+ * adapter adapts. The weight must be held in f32. The token embedding and
+ * the LM head take a ggml type (TLM_FQ_GGML): compute reads a fake-quantized
+ * copy, rebuilt after set_weight and optimizer steps (a write through a
+ * tlm_param's data pointer is not seen: set the quantizer again). */
 tlm_status tlm_model_set_fake_quant(tlm_model *m, int64_t i, const tlm_fake_quant *fq);
 /* Skips every fake quantizer (on = 0, QAT's warm-up steps) or applies them again (1, the default). */
 void tlm_model_enable_fake_quant(tlm_model *m, int on);

@@ -84,7 +84,7 @@ def test_full_finetune_through_a_gguf_type_equals_the_straight_through_reference
     _fake_quantize_linears(ref, scheme)
     model = tinylm.Model.from_pretrained(base_dir)
     model.set_fake_quant(scheme)
-    assert len(model.fake_quant) == 2 * 7
+    assert len(model.fake_quant) == 2 * 7  # a tensor scheme: the projections only
     grads = _compare(ref, model)
     # the float model's gradient differs: fake quantization is really in the chain
     plain = tinylm.Model.from_pretrained(base_dir)
@@ -185,10 +185,10 @@ def test_warm_up_switches_the_quantizers_off(base_dir):
 def test_the_model_trained_is_the_model_shipped(tmp_path, lora):
     """set_fake_quant("Q4_K_M") gives each projection the type save_gguf
     (quant="Q4_K_M") writes it as (ffn_down and attn_v get Q6_K in some
-    layers); the QAT model's logits equal the exported file's, loaded back
-    by tinylm, to the bit. The embeddings and head, which QAT keeps in
-    float, are written F32 here. (The embedded demo model: its tokenizer
-    exports, and its rows are whole K super-blocks.)"""
+    layers), and the tied embedding / head its Q6_K; the QAT model's logits
+    equal the exported file's, loaded back by tinylm, to the bit. (The
+    embedded demo model: its tokenizer exports, and its rows are whole K
+    super-blocks.)"""
     model = tinylm.Model.from_pretrained(tinylm.DEMO_MODEL)
     if lora:
         model.add_lora(r=4, alpha=8, target_modules="all-linear", seed=1)
@@ -198,8 +198,9 @@ def test_the_model_trained_is_the_model_shipped(tmp_path, lora):
                 model.param(n)[...] = rng.normal(0, 0.05, model.param(n).shape)
     model.set_fake_quant("Q4_K_M")
     assert set(model.fake_quant.values()) == {"q4_k", "q6_k"}
+    assert model.fake_quant["model.embed_tokens.weight"] == "q6_k"
     path = tmp_path / "shipped.gguf"
-    model.save_gguf(path, "Q4_K_M", output_type="F32", embedding_type="F32", merged=lora)
+    model.save_gguf(path, "Q4_K_M", merged=lora)
     shipped = tinylm.Model.from_pretrained(path)
     ids, mask, _ = batch(B=2, T=13)
     np.testing.assert_array_equal(model.forward(ids, mask), shipped.forward(ids, mask))
@@ -217,3 +218,52 @@ def test_refusals_name_the_cause(base_dir):
     nf4 = tinylm.Model.from_pretrained(base_dir, quant="nf4")
     with pytest.raises(tinylm.UnsupportedError, match="stored quantized"):
         nf4.set_fake_quant("q4_0")
+
+
+def test_trainer_warm_up_and_self_distillation(tmp_path):
+    """TrainConfig.qat: the first fake_quant_after_n_steps steps train the
+    float model (the loss of step 1 is the float model's), the quantizers
+    are on afterwards; self_distill distills from a frozen float copy (the
+    KD term is logged and is 0 at step 1, where student and teacher are the
+    same float model)."""
+    from tinylm.data import load_dataset
+    tok = tinylm.Tokenizer.from_pretrained(tinylm.DEMO_MODEL)
+    train, _ = load_dataset("datasets/smart_home/train.jsonl", tok, seq_len=48)
+    model = tinylm.Model.from_pretrained(tinylm.DEMO_MODEL)
+    model.add_lora(r=4, alpha=8, target_modules="all-linear")
+    config = tinylm.TrainConfig(output_dir=str(tmp_path), max_steps=3, batch_size=4, learning_rate=1e-3,
+                                save_steps=None, disable_tqdm=True, lr_scheduler_type="constant",
+                                qat={"scheme": "Q4_0", "fake_quant_after_n_steps": 1, "self_distill": True},
+                                distill={"kd_ratio": 1.0})
+    trainer = tinylm.Trainer(model, tok, train, config)
+    assert trainer.teacher is not None and trainer.teacher.trainable_names() == []
+    trainer.fit()
+    steps = [r for r in trainer.metrics.read() if "loss" in r]
+    assert steps[0]["kd"] == pytest.approx(0.0, abs=1e-6)  # float student == float teacher
+    assert steps[1]["kd"] > 1e-4                            # quantized student vs float teacher
+    assert set(model.fake_quant.values()) == {"q4_0"}
+    ids = [[1, 20, 30, 40]]
+    on = model.forward(ids)
+    model.enable_fake_quant(False)
+    assert np.abs(model.forward(ids) - on).max() > 1e-4
+
+
+def test_embedding_and_head_through_their_file_types(base_dir):
+    """A file type fake-quantizes the token embedding and the head as the
+    file stores them (Q4_0: the embedding Q4_0, the head Q6_K): logits and
+    every gradient, theirs included, equal the straight-through reference."""
+    model = tinylm.Model.from_pretrained(base_dir)
+    model.set_fake_quant("Q4_0")
+    schemes = model.fake_quant
+    assert schemes["model.embed_tokens.weight"] == "q4_0" and schemes["lm_head.weight"] == "q6_k"
+    ref = load_reference(base_dir)
+    _fake_quantize_linears(ref, "q4_0")
+    embed, head = ref.model.embed_tokens, ref.lm_head
+    embed.forward = types.MethodType(
+        lambda self, ids: F.embedding(ids, _StraightThrough.apply(self.weight, schemes["model.embed_tokens.weight"])),
+        embed)
+    head.forward = types.MethodType(
+        lambda self, x: F.linear(x, _StraightThrough.apply(self.weight, schemes["lm_head.weight"])), head)
+    grads = _compare(ref, model)
+    clipped = tq.fake_quantize(model.weight("lm_head.weight"), "q6_k", return_clip=True)[1]
+    assert (grads["lm_head.weight"][clipped] == 0).all()

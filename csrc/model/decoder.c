@@ -19,6 +19,7 @@
 #include "core/internal.h"
 #include "model/arena.h"
 #include "model/decoder.h"
+#include "model/fake_tables.h"
 #include "model/params.h"
 #include "model/proj.h"
 
@@ -78,8 +79,12 @@ static void stage_inputs(tlm_model *m, const int32_t *ids, const int32_t *mask, 
     tlm_decoder_rope_tables(m, N, -1);
 }
 
+/* Every compute path starts here: the fake-quantized copies of the
+ * embedding and head (QAT) are brought up to date first. */
 void tlm_decoder_embed(tlm_model *m, const int32_t *ids, int64_t N) {
-    tlm_embedding_forward(m->arena.xs[0], ids, tlm_pdata(m, m->embed), N, m->cfg.hidden_size, m->cfg.embed_scale);
+    tlm_fq_tables_refresh(m);
+    tlm_embedding_forward(m->arena.xs[0], ids, tlm_fq_table_weight(m, m->embed), N, m->cfg.hidden_size,
+                          m->cfg.embed_scale);
 }
 
 tlm_attn_desc tlm_layer_attn_desc(const tlm_model *m, int64_t l) {
@@ -267,8 +272,8 @@ void tlm_decoder_head(tlm_model *m, const float *x, int64_t N, float *logits) {
     tlm_arena *a = &m->arena;
     tlm_norm_forward(&m->norm, a->h_f, a->st_f, x, tlm_pdata(m, m->final_norm), tlm_pdata(m, m->final_norm_b), N,
                      c->hidden_size);
-    tlm_linear_forward(logits, a->h_f, tlm_pdata(m, m->lm_head), tlm_pdata(m, m->lm_head_b), N, c->hidden_size,
-                       c->vocab_size);
+    tlm_linear_forward(logits, a->h_f, tlm_fq_table_weight(m, m->lm_head), tlm_pdata(m, m->lm_head_b), N,
+                       c->hidden_size, c->vocab_size);
     if (c->final_softcap > 0.0f) tlm_softcap_forward(logits, N * c->vocab_size, c->final_softcap);
 }
 
@@ -324,7 +329,7 @@ tlm_status tlm_decoder_loss_forward(tlm_model *m, const int32_t *input_ids, cons
 }
 
 tlm_head tlm_decoder_lm_head(tlm_model *m) {
-    return (tlm_head){.W = tlm_pdata(m, m->lm_head), .bias = tlm_pdata(m, m->lm_head_b),
+    return (tlm_head){.W = tlm_fq_table_weight(m, m->lm_head), .bias = tlm_pdata(m, m->lm_head_b),
                       .softcap = m->cfg.final_softcap, .D = m->cfg.hidden_size, .V = m->cfg.vocab_size};
 }
 
@@ -510,6 +515,7 @@ tlm_status tlm_model_backward(tlm_model *m, float scale) {
             tlm_embedding_backward(dE, a->ids, a->dx, N, D, c->embed_scale);
         }
     }
+    tlm_fq_tables_mask_grads(m);
     return TLM_OK;
 }
 

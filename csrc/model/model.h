@@ -18,6 +18,8 @@ typedef struct {
     float *data;          /* [shape] f32; in param_block for the base, an adapter's block for LoRA */
     tlm_qweight *qw;      /* set instead of data for a quantized projection weight */
     tlm_fake_quant fq;    /* a float projection weight trained through this quantizer (kind NONE: not) */
+    float *fq_values;     /* [shape] the embedding's / head's fake-quantized copy (fake_tables.c); else NULL */
+    uint8_t *fq_clip;     /* [numel] where its gradient stops */
     int64_t grad_offset;  /* into grad_block and the AdamW moment blocks; -1 while frozen */
     int trainable, decay;
     int group;            /* slots of one per-head norm: consecutive, trained together (count in the first); 1 otherwise */
@@ -118,6 +120,7 @@ struct tlm_model {
     int64_t blocks_pending;                /* TLM_WEIGHTS_GGUF projections whose blocks are not set yet */
     int64_t n_fake_quant, n_fake_quant_acts; /* projection weights with a fake quantizer; those with act_int8 */
     int fake_quant_off;                    /* set: the fake quantizers are skipped (QAT warm-up) */
+    int fq_tables_stale;                   /* the embedding's / head's fake-quantized copies need rebuilding */
     int grads_planned;                     /* grad_block matches the trainable set */
     float *inv_freq[2][2];                 /* [rope kind][short, long] -> [R/2] */
     tlm_arena arena;

@@ -1,6 +1,7 @@
 /* params.c: the Hugging Face-named parameter table, and the planned blocks
  * for parameters and gradients. */
 #include "core/internal.h"
+#include "model/fake_tables.h"
 #include "model/params.h"
 
 #include <stdio.h>
@@ -154,6 +155,8 @@ void tlm_params_free(tlm_model *m) {
             free(m->params[i].name);
             if (m->params[i].qw) tlm_qweight_free(m->params[i].qw);
             free(m->params[i].qw);
+            tlm_free(m->params[i].fq_values);
+            tlm_free(m->params[i].fq_clip);
         }
     free(m->params);
     free(m->layer_params);
@@ -252,6 +255,7 @@ tlm_status tlm_model_set_weight(tlm_model *m, int64_t i, const float *src) {
     tlm_param_slot *p = &m->params[i];
     if (!p->qw) {
         memcpy(p->data, src, (size_t)p->numel * sizeof(float));
+        m->fq_tables_stale |= p->fq.kind != TLM_FQ_NONE;
         return TLM_OK;
     }
     float *scratch = malloc((size_t)tlm_qweight_blocks(p->qw) * sizeof(float) + 1);
@@ -306,14 +310,22 @@ tlm_status tlm_model_set_fake_quant(tlm_model *m, int64_t i, const tlm_fake_quan
     if (i < 0 || i >= m->n_params) return tlm_fail(TLM_EINVAL, "parameter index %lld out of range", (long long)i);
     tlm_param_slot *p = &m->params[i];
     int64_t layer;
-    if (proj_of(m, i, &layer) < 0)
-        return tlm_fail(TLM_EINVAL, "%s is not a projection weight: fake quantization applies to the decoder's linear "
-                        "layers", p->name);
     int on = fq && fq->kind != TLM_FQ_NONE;
+    if (on && p->qw)
+        return tlm_fail(TLM_EUNSUPPORTED, "%s is stored quantized; fake quantization trains a float weight "
+                        "(load the model without quant= for QAT)", p->name);
+    if (tlm_fq_is_table(m, i)) {
+        if (on) {
+            tlm_status st = tlm_fake_quant_check(fq, p->shape[1]);
+            if (st != TLM_OK) return tlm_fail_context(st, "%s", p->name);
+        }
+        m->have_loss = 0;
+        return tlm_fq_table_set(m, p, on ? fq : NULL);
+    }
+    if (proj_of(m, i, &layer) < 0)
+        return tlm_fail(TLM_EINVAL, "%s is neither a projection weight, the embedding nor the head: fake "
+                        "quantization applies to those", p->name);
     if (on) {
-        if (p->qw)
-            return tlm_fail(TLM_EUNSUPPORTED, "%s is stored quantized; fake quantization trains a float weight "
-                            "(load the model without quant= for QAT)", p->name);
         tlm_status st = tlm_fake_quant_check(fq, p->shape[1]);
         if (st != TLM_OK) return tlm_fail_context(st, "%s", p->name);
     }
@@ -329,6 +341,7 @@ tlm_status tlm_model_set_fake_quant(tlm_model *m, int64_t i, const tlm_fake_quan
 
 void tlm_model_enable_fake_quant(tlm_model *m, int on) {
     m->fake_quant_off = !on;
+    m->fq_tables_stale = 1;
     m->have_loss = 0;
 }
 

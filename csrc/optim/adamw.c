@@ -45,6 +45,7 @@ tlm_status tlm_adamw_step(tlm_model *m, const tlm_adamw_hparams *hp, int64_t ste
     for (int64_t i = 0; i < m->n_params; i++) {
         const tlm_param_slot *ps = &m->params[i];
         if (ps->grad_offset < 0) continue;
+        m->fq_tables_stale |= ps->fq.kind != TLM_FQ_NONE; /* a fake-quantized embedding or head moved */
         float *p = ps->data, *g = m->grad_block + ps->grad_offset;
         float *mm = m->adam_m + ps->grad_offset, *vv = m->adam_v + ps->grad_offset;
         const float decay = ps->decay ? 1.0f - lr * hp->weight_decay : 1.0f;

@@ -19,23 +19,25 @@ class FakeQuantMixin:
     def _init_fake_quant(self) -> None:
         self._fake_quant: dict[str, Scheme] = {}
 
-    def set_fake_quant(self, scheme: str | Scheme | None, *, target_modules="all-linear") -> None:
+    def set_fake_quant(self, scheme: str | Scheme | None, *, target_modules="all-linear",
+                       embeddings: bool = True) -> None:
         """Trains the projection weights through a fake quantizer (None
         removes it). scheme: a GGUF file type ("Q4_K_M", "Q4_0", "Q8_0", ...),
-        each projection then getting the type save_gguf(quant=that) gives it,
-        or a tensor scheme of tinylm.quant.schemes ("q4_k", "int4_g32",
-        "8da4w_g32", ...) for every targeted projection. Under an active
-        adapter the merged weight W + s B A is what gets fake-quantized.
-        target_modules: "all-linear" or a layer's module names ("q_proj", ...).
-        Embeddings and the output head stay in float (their file types are
-        6-8 bits: see docs/qat.md)."""
+        each projection then getting the type save_gguf(quant=that) gives it
+        and, with embeddings, the token embedding and the head theirs too
+        (Q6_K for the head of a Q4_0 or Q4_K_M file); or a tensor scheme of
+        tinylm.quant.schemes ("q4_k", "int4_g32", "8da4w_g32", ...) for every
+        targeted projection. Under an active adapter the merged weight
+        W + s B A is what gets fake-quantized. target_modules: "all-linear"
+        or a layer's module names ("q_proj", ...)."""
         wanted = self._fake_quant_targets(target_modules)
+        tables = self._fake_quant_tables()
         if scheme is None:
-            plan = {name: None for name in wanted}
+            plan = {name: None for name in wanted + tables}
         elif isinstance(scheme, str) and scheme.upper() in mixture.FILE_TYPES:
             from tinylm.gguf.export import param_types
             types = param_types(self, scheme.upper())
-            plan = {name: _ggml_scheme(types[name]) for name in wanted}
+            plan = {name: _ggml_scheme(types[name]) for name in wanted + (tables if embeddings else [])}
         else:
             s = parse(scheme)
             plan = {name: s for name in wanted}
@@ -58,6 +60,12 @@ class FakeQuantMixin:
                 raise UnsupportedError(f"target_modules {unknown} are not projections of this model; its layers have "
                                        f"{', '.join(m.rsplit('.', 1)[1] for m in modules)}")
         return [f"model.layers.{l}.{m}.weight" for l in range(self._n_layers) for m in chosen]
+
+    def _fake_quant_tables(self) -> list[str]:
+        """The token embedding and (untied) head: the 2-D weights that are no projection's."""
+        projections = set(self._fake_quant_targets("all-linear"))
+        return [name for name, shape, *_ in self._table
+                if len(shape) == 2 and ".lora_" not in name and name not in projections]
 
     @property
     def fake_quant(self) -> dict[str, str]:

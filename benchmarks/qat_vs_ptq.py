@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -59,40 +58,46 @@ def run(mode: str, types: list[str], epochs: float | None, out: str) -> list[dic
     rows = []
 
     def fine_tune(name, qat):
-        cfg = load_config(os.path.join(recipe_dir(), "configs", config),
-                          [f"output_dir={os.path.join(out, name)}", "train.disable_tqdm=true", *extra],
-                          FINETUNE_DEFAULTS)
-        cfg["train"]["qat"] = qat
-        start = time.perf_counter()
-        result = finetune(cfg)
-        return result, (time.perf_counter() - start) / result["steps"]
+        """(output folder, the .gguf QAT wrote or None, training tokens/s); a
+        run whose output is already in out/name is reused."""
+        folder = os.path.join(out, name)
+        done = os.path.join(folder, "adapter" if mode == "lora" else "model")
+        if not os.path.isdir(done):
+            cfg = load_config(os.path.join(recipe_dir(), "configs", config),
+                              [f"output_dir={folder}", "train.disable_tqdm=true", *extra], FINETUNE_DEFAULTS)
+            cfg["train"]["qat"] = qat
+            finetune(cfg)
+        records = [json.loads(line) for line in open(os.path.join(folder, "train", "metrics.jsonl"))]
+        speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
+        gguf = os.path.join(folder, "model.gguf")
+        return done, gguf if os.path.exists(gguf) else None, sum(speeds) / len(speeds)
 
-    float_result, float_step = fine_tune("float", None)
+    float_out, _, float_speed = fine_tune("float", None)
     trained = tinylm.Model.from_pretrained(tinylm.DEMO_MODEL)
     if mode == "lora":
-        trained.load_adapter(float_result["output"])
+        trained.load_adapter(float_out)
     else:
-        trained = tinylm.Model.from_pretrained(float_result["output"])
+        trained = tinylm.Model.from_pretrained(float_out)
     golden = os.path.join(REPO, "datasets", task, "golden.jsonl")
     f32 = os.path.join(out, "float.gguf")
     trained.save_gguf(f32, "F32", tokenizer=tok, merged=mode == "lora")
-    rows.append({"run": "float", "type": "F32", "step_s": float_step, **measure(f32, task, text, tok)})
+    rows.append({"run": "float", "type": "F32", "tokens_s": float_speed, **measure(f32, task, text, tok)})
     rows[-1]["golden_float_model"] = tinylm.evaluate(trained, tok, golden, max_new_tokens=48, progress=False).score
     for t in types:
         ptq = os.path.join(out, f"ptq-{t}.gguf")
         trained.save_gguf(ptq, t, tokenizer=tok, merged=mode == "lora")
-        rows.append({"run": "PTQ", "type": t, "step_s": float_step, **measure(ptq, task, text, tok)})
-        qat_result, qat_step = fine_tune(f"qat-{t}", {"scheme": t})
-        rows.append({"run": "QAT", "type": t, "step_s": qat_step, **measure(qat_result["gguf"], task, text, tok)})
+        rows.append({"run": "PTQ", "type": t, "tokens_s": float_speed, **measure(ptq, task, text, tok)})
+        _, qat_gguf, qat_speed = fine_tune(f"qat-{t}", {"scheme": t})
+        rows.append({"run": "QAT", "type": t, "tokens_s": qat_speed, **measure(qat_gguf, task, text, tok)})
     return rows
 
 
 def report(rows: list[dict], mode: str) -> None:
     print(f"\n{mode}: {'run':5} {'type':7} {'golden':>7} {'ppl llama.cpp':>14} {'ppl tinylm':>11} {'MB':>6} "
-          f"{'s/step':>7}")
+          f"{'train tok/s':>11}")
     for r in rows:
         print(f"{'':{len(mode) + 2}}{r['run']:5} {r['type']:7} {r['golden']:7.3f} {r['ppl_llama_cpp']:14.4f} "
-              f"{r['ppl_tinylm']:11.4f} {r['mb']:6.2f} {r['step_s']:7.2f}")
+              f"{r['ppl_tinylm']:11.4f} {r['mb']:6.2f} {r['tokens_s']:11.0f}")
     base = rows[0]
     for t in sorted({r["type"] for r in rows if r["run"] == "QAT"}):
         ptq = next(r for r in rows if r["run"] == "PTQ" and r["type"] == t)

@@ -102,10 +102,14 @@ def report(rows: list[dict], mode: str) -> None:
     for t in sorted({r["type"] for r in rows if r["run"] == "QAT"}):
         ptq = next(r for r in rows if r["run"] == "PTQ" and r["type"] == t)
         qat = next(r for r in rows if r["run"] == "QAT" and r["type"] == t)
-        for key, better in (("golden", max), ("ppl_llama_cpp", min)):
-            loss = base[key] - ptq[key]
-            share = (qat[key] - ptq[key]) / loss if loss else float("nan")
-            print(f"  {t} {key}: PTQ loses {abs(loss):.4f}, QAT recovers {share:.0%} of it")
+        for key, sign in (("golden", 1), ("ppl_llama_cpp", -1)):  # golden: higher is better; perplexity: lower
+            loss = sign * (base[key] - ptq[key])
+            gain = sign * (qat[key] - ptq[key])
+            if loss <= 0:
+                print(f"  {t} {key}: PTQ loses nothing ({ptq[key]:.4f} vs float {base[key]:.4f}); "
+                      f"QAT {'gains' if gain >= 0 else 'loses'} {abs(gain):.4f} against PTQ")
+            else:
+                print(f"  {t} {key}: PTQ loses {loss:.4f}, QAT recovers {gain / loss:.0%} of it")
 
 
 def main() -> None:

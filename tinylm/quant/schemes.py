@@ -21,9 +21,9 @@ from tinylm.gguf import ggml
 # tlm_fq_kind (csrc/tlm.h)
 GGML, INT4_ASYM, INTX_SYM = 1, 2, 3
 GGUF_SCHEMES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k")
-_TORCHAO = {
-    re.compile(r"int4_g(\d+)"): lambda g: (INT4_ASYM, 4, False),
-    re.compile(r"8da4w_g(\d+)"): lambda g: (INTX_SYM, 4, True),
+_TORCHAO = {  # pattern -> (kind, bits, int8 activations)
+    re.compile(r"int4_g(\d+)"): (INT4_ASYM, 4, False),
+    re.compile(r"8da4w_g(\d+)"): (INTX_SYM, 4, True),
 }
 _INTX = re.compile(r"int([2-8])_sym_g(\d+)")
 
@@ -50,10 +50,9 @@ def parse(name: str | Scheme) -> Scheme:
     key = str(name).strip().lower()
     if key in GGUF_SCHEMES:
         return Scheme(key, GGML, ggml_type=ggml.by_name(key).id)
-    for pattern, make in _TORCHAO.items():
+    for pattern, (kind, bits, act) in _TORCHAO.items():
         m = pattern.fullmatch(key)
         if m:
-            kind, bits, act = make(int(m.group(1)))
             return Scheme(key, kind, group_size=int(m.group(1)), bits=bits, act_int8=act)
     m = _INTX.fullmatch(key)
     if m:

@@ -26,7 +26,7 @@ class QATConfig:
     def __post_init__(self):
         if not isinstance(self.scheme, str) or not self.scheme:
             raise ValueError(f"qat scheme must be a name, got {self.scheme!r}")
-        if self.scheme.upper() not in mixture.FILE_TYPES:
+        if self.scheme not in mixture.FILE_TYPES:
             parse(self.scheme)  # a tensor scheme, or an UnsupportedError naming the known ones
         if (isinstance(self.fake_quant_after_n_steps, bool) or not isinstance(self.fake_quant_after_n_steps, int)
                 or self.fake_quant_after_n_steps < 0):
@@ -37,8 +37,9 @@ class QATConfig:
 
     @property
     def file_type(self) -> str | None:
-        """The GGUF file type the scheme names, upper case; None for a tensor scheme."""
-        return self.scheme.upper() if self.scheme.upper() in mixture.FILE_TYPES else None
+        """The GGUF file type the scheme names (upper case, as llama-quantize
+        spells it); None for a tensor scheme (lower case: "q4_0", "int4_g32")."""
+        return self.scheme if self.scheme in mixture.FILE_TYPES else None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -22,11 +22,12 @@ class FakeQuantMixin:
     def set_fake_quant(self, scheme: str | Scheme | None, *, target_modules="all-linear",
                        embeddings: bool = True) -> None:
         """Trains the projection weights through a fake quantizer (None
-        removes it). scheme: a GGUF file type ("Q4_K_M", "Q4_0", "Q8_0", ...),
+        removes it). scheme: a GGUF file type, spelt as llama-quantize does in
+        upper case ("Q4_K_M", "Q4_0", "Q8_0", ...),
         each projection then getting the type save_gguf(quant=that) gives it
         and, with embeddings, the token embedding and the head theirs too
         (Q6_K for the head of a Q4_0 or Q4_K_M file); or a tensor scheme of
-        tinylm.quant.schemes ("q4_k", "int4_g32", "8da4w_g32", ...) for every
+        tinylm.quant.schemes, lower case ("q4_0", "q4_k", "int4_g32", ...) for every
         targeted projection. Under an active adapter the merged weight
         W + s B A is what gets fake-quantized. target_modules: "all-linear"
         or a layer's module names ("q_proj", ...)."""
@@ -34,9 +35,9 @@ class FakeQuantMixin:
         tables = self._fake_quant_tables()
         if scheme is None:
             plan = {name: None for name in wanted + tables}
-        elif isinstance(scheme, str) and scheme.upper() in mixture.FILE_TYPES:
+        elif isinstance(scheme, str) and scheme in mixture.FILE_TYPES:
             from tinylm.gguf.export import param_types
-            types = param_types(self, scheme.upper())
+            types = param_types(self, scheme)
             plan = {name: _ggml_scheme(types[name]) for name in wanted + (tables if embeddings else [])}
         else:
             s = parse(scheme)

@@ -314,28 +314,22 @@ tlm_status tlm_model_set_fake_quant(tlm_model *m, int64_t i, const tlm_fake_quan
     if (on && p->qw)
         return tlm_fail(TLM_EUNSUPPORTED, "%s is stored quantized; fake quantization trains a float weight "
                         "(load the model without quant= for QAT)", p->name);
-    if (tlm_fq_is_table(m, i)) {
-        if (on) {
-            tlm_status st = tlm_fake_quant_check(fq, p->shape[1]);
-            if (st != TLM_OK) return tlm_fail_context(st, "%s", p->name);
-        }
-        m->have_loss = 0;
-        return tlm_fq_table_set(m, p, on ? fq : NULL);
-    }
-    if (proj_of(m, i, &layer) < 0)
+    int table = tlm_fq_is_table(m, i);
+    if (!table && proj_of(m, i, &layer) < 0)
         return tlm_fail(TLM_EINVAL, "%s is neither a projection weight, the embedding nor the head: fake "
                         "quantization applies to those", p->name);
-    if (on) {
+    if (on) { /* rows of shape[1] values: a projection's input, the embedding's width */
         tlm_status st = tlm_fake_quant_check(fq, p->shape[1]);
         if (st != TLM_OK) return tlm_fail_context(st, "%s", p->name);
     }
+    m->have_loss = 0;
+    if (table) return tlm_fq_table_set(m, p, on ? fq : NULL);
     m->n_fake_quant += on - (p->fq.kind != TLM_FQ_NONE);
     m->n_fake_quant_acts += (on && fq->act_int8) - (p->fq.kind != TLM_FQ_NONE && p->fq.act_int8);
     if (on)
         p->fq = *fq;
     else
         memset(&p->fq, 0, sizeof p->fq);
-    m->have_loss = 0;
     return TLM_OK;
 }
 
